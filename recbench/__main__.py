@@ -1,0 +1,3 @@
+from recbench.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""The `recbench` command line: one thin module per command."""

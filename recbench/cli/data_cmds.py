@@ -1,0 +1,141 @@
+"""`recbench prepare`, `recbench ls datasets`, `recbench info`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from recbench.cli.app import HOME_HELP, app, console, ls_app, setup_logging, user_errors
+from recbench.core.errors import ConfigError
+
+SizeOpt = Annotated[str, typer.Option("--size", help="tiny | small | paper (split sizes).")]
+HomeOpt = Annotated[Optional[Path], typer.Option("--home", help=HOME_HELP)]
+
+
+def parse_key_values(pairs: list[str], flag: str) -> dict[str, object]:
+    """`key=value` strings -> dict; values parsed as YAML scalars (numbers, booleans)."""
+    import yaml
+
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{flag} {pair!r}: expected key=value")
+        out[key.strip()] = yaml.safe_load(value) if value else ""
+    return out
+
+
+@app.command()
+@user_errors
+def prepare(
+    name: Annotated[str, typer.Argument(help="Dataset name (see `recbench ls datasets`).")],
+    raw: Annotated[Optional[Path], typer.Option(
+        "--raw", help="Folder with the raw files; without it the official files are downloaded."
+    )] = None,
+    size: SizeOpt = "small",
+    seed: Annotated[int, typer.Option(help="Seeds every sampling step.")] = 0,
+    home: HomeOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild an existing dataset.")] = False,
+    option: Annotated[list[str], typer.Option(
+        "--option", "-o", help="Source option key=value (column names, layout), repeatable.")] = [],  # noqa: B006
+    as_name: Annotated[Optional[str], typer.Option(
+        "--as", help="Save under this name (for your own csv/recbole data).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Turn a public dataset's raw files into frozen Parquet splits (CTR and SeqRec)."""
+    setup_logging(verbose)
+    from recbench.data.prepare import prepare as run_prepare
+
+    with console.status("preparing") as status:
+        result = run_prepare(
+            name, raw=raw, size=size, seed=seed, home=home, force=force,
+            options=parse_key_values(option, "--option"), output_name=as_name,
+            stage=lambda msg: status.update(f"[bold]{name}[/]: {msg}"),
+            show_progress=console.is_terminal,
+        )
+    _print_summary(result.manifest, result.path)
+
+
+def _print_summary(manifest: dict, path: Path) -> None:
+    from rich.table import Table
+
+    stats = manifest["stats"]
+    table = Table(title=f"{manifest['name']} ({manifest['parameters']['size']}) -> {path}")
+    for col in ("task", "split", "rows", "users", "items", "positives"):
+        table.add_column(col, justify="right" if col not in ("task", "split") else "left")
+    for task in ("ctr", "seq"):
+        for split, s in stats[task].items():
+            table.add_row(task, split, f"{s['rows']:,}", f"{s['users']:,}", f"{s['items']:,}",
+                          f"{s['positives']:,}" if "positives" in s else "")
+    console.print(table)
+    console.print(f"items: {stats['n_items']:,}  users: {stats['n_users']:,}  "
+                  f"interactions: {stats['n_events']:,}  version: {manifest['content_hash']}")
+    for note in manifest["notes"]:
+        style = "yellow" if "scaled down" in note or "dropped" in note else "dim"
+        console.print(f"[{style}]note:[/] {note}", highlight=False)
+
+
+@ls_app.command("datasets")
+@user_errors
+def ls_datasets(home: HomeOpt = None) -> None:
+    """List the datasets `prepare` knows, and which sizes are prepared."""
+    from rich.table import Table
+
+    from recbench.core import paths
+    from recbench.data.catalog import catalog
+
+    root = paths.home(home)
+    table = Table(title="datasets (any amazon-<category> works too)")
+    for col in ("name", "domain", "text", "prepared", "description"):
+        table.add_column(col)
+    for spec in catalog().values():
+        ddir = paths.dataset_dir(root, spec.name)
+        sizes = sorted(p.name for p in ddir.glob("*") if (p / "manifest.json").exists())
+        table.add_row(spec.name, spec.domain, spec.text, ",".join(sizes), spec.description)
+    console.print(table)
+
+
+@app.command()
+@user_errors
+def info(
+    name: Annotated[str, typer.Argument(help="A prepared dataset.")],
+    home: HomeOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifests as JSON.")] = False,
+) -> None:
+    """Show a prepared dataset's manifest: sources, parameters, counts, notes."""
+    from recbench.core import paths
+    from recbench.core.errors import DataError
+
+    root = paths.home(home)
+    found = sorted(paths.dataset_dir(root, name).glob("*/manifest.json"))
+    if not found:
+        from recbench.data.catalog import get_spec
+
+        get_spec(name)  # unknown names get close-match help
+        raise DataError(f"dataset {name!r} is not prepared under {root}: run "
+                        f"`recbench prepare {name} --raw DIR` first")
+    for path in found:
+        manifest = json.loads(path.read_text())
+        if as_json:
+            console.print_json(data=manifest)
+            continue
+        p = manifest["parameters"]
+        console.rule(f"[bold]{name}[/] size={p['size']} seed={p['seed']} "
+                     f"protocol={manifest['protocol_version']}")
+        console.print(f"source: {manifest['source']}  domain: {manifest['domain']}  "
+                      f"text attribute: {manifest['text_attribute']}  "
+                      f"prepared: {manifest['prepared_at']}  recbench {manifest['recbench_version']}")
+        for raw in manifest["raw_files"]:
+            console.print(f"  raw {raw['file']}  {raw['bytes']:,} B  sha256 {raw['sha256'][:16]}…",
+                          highlight=False)
+        _print_summary(manifest, path.parent)
+        _print_extra_info(path.parent)
+
+
+def _print_extra_info(dataset_path: Path) -> None:
+    """Diagnostics that later stages cache beside a dataset (e.g. semantic-ID tokenizers)."""
+    for diag in sorted(dataset_path.glob("derived/*/diagnostics.json")):
+        console.print(f"[bold]{diag.parent.name}[/]: {diag.read_text().strip()}", highlight=False)

@@ -1,0 +1,1 @@
+"""Shared machinery: registry, errors, paths, hashing, seeding, atomic writes."""

@@ -1,0 +1,1 @@
+"""Datasets: raw public files -> the frozen Parquet contract of DESIGN.md."""

@@ -1,0 +1,226 @@
+"""Finding and reading raw files with errors that name the file, line and expectation."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import polars as pl
+
+from recbench.core.errors import DataError, MissingRawFilesError
+
+log = logging.getLogger(__name__)
+
+
+def find_file(raw_dir: Path, *names: str, required: bool = True) -> Path | None:
+    """The first of `names` (file names or glob patterns) in `raw_dir` or one folder below it.
+
+    Official archives often unpack into a sub-folder (`ml-1m/ratings.dat`), so both levels count.
+    """
+    for name in names:
+        for pattern in (name, f"*/{name}"):
+            hits = sorted(p for p in raw_dir.glob(pattern) if p.is_file())
+            if hits:
+                return hits[0]
+    if required:
+        raise MissingRawFilesError(
+            f"{raw_dir}: expected a file named {' or '.join(names)} (in this folder or one below)")
+    return None
+
+
+def last_line_state(path: Path) -> tuple[bool, int]:
+    """(ends with a newline, number of lines) of a text file, read in binary chunks."""
+    lines, last = 0, b"\n"
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 22):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    ends_nl = last == b"\n"
+    return ends_nl, lines + (0 if ends_nl else 1)
+
+
+def read_csv_checked(
+    path: Path,
+    columns: dict[str, pl.DataType],
+    *,
+    separator: str = ",",
+    has_header: bool = True,
+    new_columns: Sequence[str] | None = None,
+    notes: list[str] | None = None,
+    quote_char: str | None = '"',
+) -> pl.DataFrame:
+    """Read the `columns` of a delimited file, with clear errors for missing columns and bad lines.
+
+    A final line without a newline that does not parse (a file cut mid-line) is dropped and
+    reported in `notes`; any other malformed line is an error naming its line number.
+
+    Args:
+        path: the file.
+        columns: wanted column -> dtype (other columns are ignored).
+        separator: field separator.
+        has_header: whether the first line names the columns.
+        new_columns: names for a header-less file's columns, in order.
+        notes: where to report dropped lines.
+        quote_char: CSV quote character, None for none.
+    """
+    if not path.is_file():
+        raise MissingRawFilesError(f"{path}: file not found")
+    header = _header(path, separator, has_header, new_columns, quote_char)
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; found {header}")
+    ends_nl, n_lines = last_line_state(path)
+    source: Path | io.BytesIO = path
+    if not ends_nl:
+        data = path.read_bytes()
+        cut = data.rfind(b"\n") + 1
+        last = data[cut:].decode("utf-8", "replace")
+        if not _line_parses(last, header, columns, separator, quote_char):
+            (notes if notes is not None else []).append(
+                f"{path.name}: line {n_lines} is cut off (no newline, {last!r}); dropped")
+            log.warning("%s: dropped truncated last line %d", path, n_lines)
+            source = io.BytesIO(data[:cut])
+    try:
+        df = pl.read_csv(
+            source, separator=separator, has_header=has_header,
+            new_columns=list(new_columns) if new_columns else None,
+            infer_schema=False, quote_char=quote_char,
+        ).select(list(columns))
+    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as exc:
+        line = _first_bad_line(path, header, columns, separator, quote_char, has_header)
+        where = f"line {line}" if line else "somewhere"
+        raise DataError(f"{path}: malformed data at {where}; expected columns "
+                        f"{_describe(columns)} ({str(exc).splitlines()[0][:120]})") from None
+    # Everything was read as text; a value that does not cast is reported with its line number.
+    cast = df.select([pl.col(c).str.strip_chars().cast(t, strict=False) for c, t in columns.items()])
+    bad = (cast.select(pl.any_horizontal([pl.col(c).is_null() & df[c].is_not_null()
+                                           for c in columns]).arg_true()).to_series())
+    if len(bad):
+        row = int(bad[0])
+        col = next(c for c in columns if cast[c][row] is None and df[c][row] is not None)
+        raise DataError(f"{path}: line {row + 1 + int(has_header)}, column {col!r}: "
+                        f"{df[col][row]!r} is not a valid {columns[col]}")
+    return cast
+
+
+def _describe(columns: dict[str, pl.DataType]) -> str:
+    return ", ".join(f"{c}:{t}" for c, t in columns.items())
+
+
+def _header(path, separator, has_header, new_columns, quote_char) -> list[str]:
+    if not has_header:
+        return list(new_columns or [])
+    with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+        first = fh.readline()
+    if not first.strip():
+        raise DataError(f"{path}: empty file (expected a header line)")
+    row = next(csv.reader([first], delimiter=separator, quotechar=quote_char or "\x00"))
+    return [c.strip() for c in row]
+
+
+def _line_parses(line: str, header, columns, separator, quote_char) -> bool:
+    if not line.strip():
+        return True
+    try:
+        fields = next(csv.reader([line], delimiter=separator, quotechar=quote_char or "\x00"))
+    except (csv.Error, StopIteration):
+        return False
+    if len(fields) != len(header):
+        return False
+    return all(_value_ok(fields[header.index(c)], t) for c, t in columns.items())
+
+
+def _value_ok(value: str, dtype: pl.DataType) -> bool:
+    if dtype.is_integer():
+        return value.strip().lstrip("-").isdigit()
+    if dtype.is_float():
+        try:
+            float(value)
+        except ValueError:
+            return False
+    return True
+
+
+def _first_bad_line(path, header, columns, separator, quote_char, has_header) -> int | None:
+    """Slow diagnostic pass, run only after the fast reader failed."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+        reader = csv.reader(fh, delimiter=separator, quotechar=quote_char or "\x00")
+        for number, fields in enumerate(reader, start=1):
+            if has_header and number == 1:
+                continue
+            if len(fields) != len(header) or not all(
+                _value_ok(fields[header.index(c)], t) for c, t in columns.items()
+            ):
+                return reader.line_num
+    return None
+
+
+def iter_json_lines(path: Path, *, loose: bool = False) -> Iterable[tuple[int, dict]]:
+    """(line number, record) for each non-empty line of a JSON-lines file.
+
+    `loose=True` accepts the Python-literal lines of the 2014 Amazon metadata dumps, parsed with
+    `ast.literal_eval` (never `eval`).
+    """
+    import ast
+
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError:
+                if loose:
+                    try:
+                        yield number, ast.literal_eval(line)
+                        continue
+                    except (ValueError, SyntaxError):
+                        pass
+                raise DataError(f"{path}: line {number} is not valid JSON "
+                                f"({line[:60].strip()!r}...)") from None
+
+
+def read_json_lines(path: Path, fields: dict[str, pl.DataType], *, loose: bool = False,
+                    notes: list[str] | None = None) -> pl.DataFrame:
+    """Read `fields` from a JSON-lines file (fast path: polars; fallback: line by line).
+
+    A missing field in every record is an error naming the field; records lacking some of the
+    fields are dropped and counted in `notes`.
+    """
+    if not path.is_file():
+        raise MissingRawFilesError(f"{path}: file not found")
+    try:
+        df = pl.read_ndjson(path, infer_schema_length=1000, ignore_errors=False)
+        present = [f for f in fields if f in df.columns]
+        if len(present) == len(fields):
+            df = df.select([pl.col(f).cast(t, strict=False) for f, t in fields.items()])
+            return _drop_incomplete(df, path, notes)
+    except (pl.exceptions.ComputeError, pl.exceptions.SchemaError):
+        pass  # not strict JSON lines (e.g. Python literals): parse line by line below
+    cols: dict[str, list] = {f: [] for f in fields}
+    seen = set()
+    for _, record in iter_json_lines(path, loose=loose):
+        seen.update(record)
+        for f in fields:
+            cols[f].append(record.get(f))
+    missing = [f for f in fields if f not in seen]
+    if missing:
+        raise DataError(f"{path}: no record has field(s) {missing}; found {sorted(seen)[:20]}")
+    df = pl.DataFrame({f: pl.Series(f, v, dtype=pl.Utf8 if t == pl.Utf8 else None, strict=False)
+                       for (f, v), t in zip(cols.items(), fields.values(), strict=True)})
+    df = df.select([pl.col(f).cast(t, strict=False) for f, t in fields.items()])
+    return _drop_incomplete(df, path, notes)
+
+
+def _drop_incomplete(df: pl.DataFrame, path: Path, notes: list[str] | None) -> pl.DataFrame:
+    before = df.height
+    df = df.drop_nulls()
+    if df.height < before and notes is not None:
+        notes.append(f"{path.name}: dropped {before - df.height} records lacking a needed field")
+    if df.height == 0:
+        raise DataError(f"{path}: no usable record")
+    return df
