@@ -50,15 +50,16 @@ HOME_HELP = "Where datasets, caches and results live (default: $RECBENCH_HOME or
 
 
 def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 # Command modules, imported for their side effect of registering on `app`. Add new ones here.
-COMMAND_MODULES = ("data_cmds",)
+COMMAND_MODULES = ("data_cmds", "run_cmd")
 
 
 def _register_commands() -> None:

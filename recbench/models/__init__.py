@@ -1,0 +1,1 @@
+"""Recommenders: baselines, conventional models, LLM recommenders (see registry.py)."""

@@ -1,0 +1,1 @@
+"""Result records (one JSON per finished run), the store, and leaderboard rendering."""

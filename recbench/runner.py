@@ -1,0 +1,257 @@
+"""`recbench run`: one group x model over one or more prepared datasets, one record per task.
+
+For each (dataset, task): resolve and validate the config (before any data loads), skip if the
+store already holds the key, else train, evaluate, time per-sample latency, and write predictions
+then the record (atomically; the record marks completion, so an interrupted run leaves nothing
+that looks finished and simply runs again).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+
+import recbench
+from recbench.core import paths
+from recbench.core.config import EvalConfig, config_hash, load_yaml, resolve
+from recbench.core.errors import ConfigError, DataError
+from recbench.core.hardware import fingerprint
+from recbench.core.progress import Reporter
+from recbench.data.prepare import load_manifest, prepare, prepared_path, read_split
+from recbench.evaluation import EVALUATORS
+from recbench.groups import get_group
+from recbench.latency import measure
+from recbench.models.base import Recommender, RunContext, TaskData
+from recbench.models.registry import MODELS, resolve_model
+from recbench.results.record import Record
+from recbench.results.store import ResultStore, run_key
+
+log = logging.getLogger("recbench.run")
+Overwrite = Literal["never", "only-missing", "always"]
+SMOKE_ROWS = {"train": 512, "valid": 128, "test": 128}
+AUTO_PREPARED = ("synthetic",)  # embedded datasets `run` prepares on demand
+
+
+@dataclass
+class RunRequest:
+    group: str
+    model: str
+    datasets: list[str] = field(default_factory=list)  # empty: every dataset prepared at `size`
+    config_file: Path | None = None
+    sets: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    size: str = "small"
+    device: str = "cpu"
+    overwrite: Overwrite = "never"
+    smoke: bool = False
+    task: str | None = None
+    home: Path | None = None
+    flags: dict[str, Any] = field(default_factory=dict)  # explicit CLI flags, highest precedence
+
+
+@dataclass
+class RunOutcome:
+    dataset: str
+    task: str
+    status: Literal["done", "skipped"]
+    record: Record
+    path: Path
+
+
+def run(req: RunRequest, reporter: Reporter | None = None) -> list[RunOutcome]:
+    reporter = reporter or Reporter()
+    home = paths.home(req.home)
+    group = get_group(req.group)
+    model_name = resolve_model(group.name, req.model)
+    entry = MODELS.entry(model_name)
+    tasks = [t for t in group.tasks if t in entry.meta["tasks"]]
+    if req.task is not None:
+        if req.task not in tasks:
+            raise ConfigError(f"--task {req.task}: group {group.name} / {model_name} covers "
+                              f"{', '.join(tasks)}")
+        tasks = [req.task]
+    if req.overwrite not in ("never", "only-missing", "always"):
+        raise ConfigError(f"--overwrite {req.overwrite!r}: choose never, only-missing or always")
+    if req.device.startswith("cuda"):
+        _check_cuda()
+
+    reporter.stage(f"loading {model_name}")
+    model_cls: type[Recommender] = MODELS.load(model_name)
+    configs = resolve({"model": model_cls.Config, "eval": EvalConfig},
+                      load_yaml(req.config_file), req.sets, req.flags)
+    if req.smoke:
+        configs["eval"] = configs["eval"].model_copy(update={
+            "latency_samples": min(20, configs["eval"].latency_samples), "latency_warmup": 2})
+    chash = config_hash(configs)
+    datasets = req.datasets or _prepared_datasets(home, req.size)
+    store = ResultStore(home)
+    outcomes = []
+    for dataset in datasets:
+        manifest = _ensure_prepared(home, dataset, req.size, req.seed, reporter)
+        for task in tasks:
+            key = run_key(group.name, model_name, manifest["content_hash"], task, chash,
+                          req.seed, req.smoke)
+            existing = store.find(dataset, group.name, model_name, key)
+            if existing is not None and _keep(existing, store, req.overwrite):
+                path = store.record_path(dataset, group.name, model_name, key)
+                reporter.result(f"[yellow]skipped[/] {group.name}/{model_name} on {dataset} "
+                                f"({task}): finished run exists ({path}); --overwrite always "
+                                "re-runs it")
+                outcomes.append(RunOutcome(dataset, task, "skipped", existing, path))
+                continue
+            record, path = _run_one(req, home, group.name, model_name, model_cls, configs, chash,
+                                    key, dataset, task, manifest, store, reporter)
+            outcomes.append(RunOutcome(dataset, task, "done", record, path))
+    return outcomes
+
+
+def _keep(existing: Record, store: ResultStore, overwrite: str) -> bool:
+    if overwrite == "always":
+        return False
+    if overwrite == "only-missing" and existing.predictions:
+        try:
+            store.predictions(existing)
+        except (OSError, DataError, pl.exceptions.ComputeError):
+            return False  # repair: the record's predictions are gone or unreadable
+    return True
+
+
+def _run_one(req, home, group, model_name, model_cls, configs, chash, key, dataset, task,
+             manifest, store, reporter) -> tuple[Record, Path]:
+    record_path = store.record_path(dataset, group, model_name, key)
+    work_dir = record_path.with_name(f"{key}.work")
+    log_path = record_path.with_name(f"{key}.log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root_logger = logging.getLogger("recbench")
+    root_logger.addHandler(handler)
+    root_logger.setLevel(min(root_logger.level or logging.INFO, logging.INFO))
+    started = _now()
+    try:
+        data = load_task_data(home, dataset, req.size, task, manifest, smoke=req.smoke)
+        ctx = RunContext(seed=req.seed, device=req.device, cache_dir=paths.cache_dir(home),
+                         work_dir=work_dir, smoke=req.smoke, log=log,
+                         extra={"reporter": reporter})
+        _seed_everything(req.seed)
+        model = model_cls(configs["model"], ctx)
+        log.info("run %s: %s/%s on %s [%s], config %s", key, group, model_name, dataset, task,
+                 {n: c.model_dump() for n, c in configs.items()})
+
+        reporter.stage(f"{group}/{model_name} on {dataset} ({task}): training")
+        t0 = time.perf_counter()
+        model.fit(data)
+        train_s = time.perf_counter() - t0
+
+        reporter.stage(f"{group}/{model_name} on {dataset} ({task}): evaluating "
+                       f"{data.test.height:,} test rows")
+        t0 = time.perf_counter()
+        metrics, preds = EVALUATORS[task](model, data, configs["eval"], reporter)
+        eval_s = time.perf_counter() - t0
+
+        ecfg = configs["eval"]
+        reporter.stage(f"{group}/{model_name} on {dataset} ({task}): latency, batch 1, "
+                       f"{ecfg.latency_threads} thread(s)")
+        score_one = model.predict_ctr if task == "ctr" else model.score_items
+        latency = measure(score_one, data.test, n=ecfg.latency_samples,
+                          warmup=ecfg.latency_warmup, threads=ecfg.latency_threads,
+                          device=req.device)
+        record = Record(
+            key=key, group=group, model=req.model, model_id=model.model_id,
+            model_revision=model.model_revision, dataset=dataset, dataset_size=req.size,
+            dataset_version=manifest["content_hash"],
+            protocol_version=manifest["protocol_version"], task=task, mode=model_cls.mode,
+            metrics=metrics, latency=latency, train_seconds=train_s, eval_seconds=eval_s,
+            seed=req.seed, config={n: c.model_dump(mode="json") for n, c in configs.items()},
+            config_hash=chash, hardware=fingerprint(ecfg.latency_threads),
+            recbench_version=recbench.__version__, git_commit=_git_commit(),
+            started_at=started, finished_at=_now(), smoke=req.smoke,
+            notes=model.notes() + (["smoke run: tiny subset, not a result"] if req.smoke else []),
+        )
+        path = store.write(record, preds)
+        shutil.rmtree(work_dir, ignore_errors=True)
+        headline = _headline(task, metrics)
+        reporter.result(f"[green]done[/] {group}/{model_name} on {dataset} ({task}): {headline}, "
+                        f"latency {latency.mean_ms:.3f} ms/sample -> {path}")
+        return record, path
+    finally:
+        root_logger.removeHandler(handler)
+        handler.close()
+
+
+def load_task_data(home: Path, dataset: str, size: str, task: str, manifest: dict,
+                   smoke: bool = False) -> TaskData:
+    splits = {s: read_split(home, dataset, size, f"{task}/{s}") for s in ("train", "valid", "test")}
+    negatives = read_split(home, dataset, size, "seq/test_negatives") if task == "seq" else None
+    if smoke:
+        splits = {s: df.head(SMOKE_ROWS[s]) for s, df in splits.items()}
+        if negatives is not None:
+            negatives = negatives.head(SMOKE_ROWS["test"])
+    return TaskData(dataset=dataset, task=task, items=read_split(home, dataset, size, "items"),
+                    test_negatives=negatives, manifest=manifest,
+                    path=prepared_path(home, dataset, size), **splits)
+
+
+def _prepared_datasets(home: Path, size: str) -> list[str]:
+    found = sorted(p.parent.name for p in paths.datasets_dir(home).glob(f"*/{size}/manifest.json"))
+    if not found:
+        raise DataError(f"no dataset is prepared at size {size!r} under {home}: pass --dataset "
+                        f"synthetic, or run `recbench prepare NAME --size {size}` first")
+    return found
+
+
+def _ensure_prepared(home: Path, dataset: str, size: str, seed: int, reporter: Reporter) -> dict:
+    if not (prepared_path(home, dataset, size) / "manifest.json").exists() and \
+            dataset in AUTO_PREPARED:
+        reporter.stage(f"preparing {dataset} ({size}) first")
+        prepare(dataset, size=size, seed=seed, home=home, show_progress=False)
+    return load_manifest(home, dataset, size)
+
+
+def _check_cuda() -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available here; use --device cpu")
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+    import sys
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - for third-party code that uses the global state
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)
+
+
+def _headline(task: str, metrics: dict) -> str:
+    if task == "ctr":
+        m = metrics["ctr"]
+        return f"GAUC {m['gauc']:.4f} AUC {m['auc']:.4f}"
+    m = metrics["full"]
+    return f"NDCG@10 {m['ndcg@10']:.4f} HR@10 {m['hr@10']:.4f} (full)"
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=Path(__file__).parent)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
