@@ -176,7 +176,7 @@ def _run_one(req, home, group, model_name, model_cls, configs, chash, key, datas
             started_at=started, finished_at=_now(), smoke=req.smoke,
             notes=model.notes() + (["smoke run: tiny subset, not a result"] if req.smoke else []),
         )
-        path = store.write(record, preds)
+        record, path = store.write(record, preds)
         shutil.rmtree(work_dir, ignore_errors=True)
         headline = _headline(task, metrics)
         reporter.result(f"[green]done[/] {group}/{model_name} on {dataset} ({task}): {headline}, "

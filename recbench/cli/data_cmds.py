@@ -127,7 +127,8 @@ def info(
                      f"protocol={manifest['protocol_version']}")
         console.print(f"source: {manifest['source']}  domain: {manifest['domain']}  "
                       f"text attribute: {manifest['text_attribute']}  "
-                      f"prepared: {manifest['prepared_at']}  recbench {manifest['recbench_version']}")
+                      f"prepared: {manifest['prepared_at']}  "
+                      f"recbench {manifest['recbench_version']}")
         for raw in manifest["raw_files"]:
             console.print(f"  raw {raw['file']}  {raw['bytes']:,} B  sha256 {raw['sha256'][:16]}…",
                           highlight=False)

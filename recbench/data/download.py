@@ -75,8 +75,13 @@ def _download(url: str, target: Path, show_progress: bool) -> None:
 
 
 def _copy_with_progress(resp, fh, total: int, done: int, label: str, show: bool) -> None:
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TransferSpeedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
     with Progress("[bold]{task.description}", BarColumn(), DownloadColumn(),
                   TransferSpeedColumn(), TimeRemainingColumn(), disable=not show) as bar:

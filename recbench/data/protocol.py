@@ -149,7 +149,7 @@ def _clean_impressions(imps: pl.LazyFrame, items: pl.DataFrame, notes: list[str]
     imps = imps.join(keys, on="item_key", how="semi")
     # History items without text are removed from the history, keeping order.
     imps = imps.with_columns(
-        pl.col("history").list.eval(pl.element().filter(pl.element().is_in(keys["item_key"])))
+        pl.col("history").list.eval(pl.element().filter(pl.element().is_in(keys["item_key"].implode())))
     )
     if imps.height < before:
         notes.append(f"dropped {before - imps.height} of {before} impression rows on items "
@@ -306,7 +306,7 @@ def _split_by_user(rows, test_target, finetune_target, rng, task, unit, notes):
 
     def pick(ids: np.ndarray) -> pl.DataFrame:
         keep = pl.Series("user_id", np.sort(ids), dtype=pl.Int32)
-        return rows.filter(pl.col("user_id").is_in(keep))
+        return rows.filter(pl.col("user_id").is_in(keep.implode()))
 
     return {"train": pick(train_users), "valid": pick(valid_users), "test": pick(test_users)}
 

@@ -96,7 +96,8 @@ def read_csv_checked(
         raise DataError(f"{path}: malformed data at {where}; expected columns "
                         f"{_describe(columns)} ({str(exc).splitlines()[0][:120]})") from None
     # Everything was read as text; a value that does not cast is reported with its line number.
-    cast = df.select([pl.col(c).str.strip_chars().cast(t, strict=False) for c, t in columns.items()])
+    cast = df.select([pl.col(c).str.strip_chars().cast(t, strict=False)
+                      for c, t in columns.items()])
     bad = (cast.select(pl.any_horizontal([pl.col(c).is_null() & df[c].is_not_null()
                                            for c in columns]).arg_true()).to_series())
     if len(bad):

@@ -51,7 +51,7 @@ class RunContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Recommender(ABC):
+class Recommender(ABC):  # noqa: B024 - abstract by contract: a model overrides a scorer
     """Base class. Subclasses set `Config`, `tasks`, `mode`, and implement the scoring methods.
 
     Attributes:
@@ -77,8 +77,8 @@ class Recommender(ABC):
     def model_revision(self) -> str | None:
         return None
 
-    def fit(self, data: TaskData) -> None:
-        """Train on `data.train`, early-stop on `data.valid`. Models without training skip this."""
+    def fit(self, data: TaskData) -> None:  # noqa: B027 - a no-op is right for untrained models
+        """Train on `data.train`, early-stop on `data.valid`; models without training skip it."""
 
     def predict_ctr(self, rows: pl.DataFrame) -> np.ndarray:
         """Click probabilities for CTR rows (user_id, history, item_id), shape (n,)."""

@@ -46,8 +46,11 @@ class ResultStore:
         path = self.record_path(dataset, group, model, key)
         return self._read(path) if path.exists() else None
 
-    def write(self, record: Record, predictions: pl.DataFrame | None) -> Path:
-        """Predictions first, then the record (the completion marker), both atomically."""
+    def write(self, record: Record, predictions: pl.DataFrame | None) -> tuple[Record, Path]:
+        """Predictions first, then the record (the completion marker), both atomically.
+
+        Returns the record as stored (with its predictions file name) and its path.
+        """
         path = self.record_path(record.dataset, record.group, record.model, record.key)
         path.parent.mkdir(parents=True, exist_ok=True)
         if predictions is not None:
@@ -57,7 +60,7 @@ class ResultStore:
             tmp.replace(pred_path)
             record = record.model_copy(update={"predictions": pred_path.name})
         write_json(path, record.model_dump(mode="json"))
-        return path
+        return record, path
 
     def records(self) -> Iterator[Record]:
         """Every valid record; unreadable files are skipped with a warning naming them."""

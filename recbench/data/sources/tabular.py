@@ -16,8 +16,8 @@ from typing import Any
 import polars as pl
 
 from recbench.core.errors import DataError
-from recbench.data.rawfiles import find_file, read_csv_checked
 from recbench.data.raw import RawTables
+from recbench.data.rawfiles import find_file, read_csv_checked
 
 DEFAULTS: dict[str, Any] = {
     "interactions": None, "items": None, "user_col": "user", "item_col": "item",
