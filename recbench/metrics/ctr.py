@@ -90,9 +90,7 @@ def _grouped_auc(
     n_groups = group_start.shape[0]
     rows = np.diff(np.append(group_start, n))
     pos = np.bincount(group_id, weights=y_sorted, minlength=n_groups)
-    doubled_rank_sum = np.bincount(
-        group_id, weights=doubled_rank * y_sorted, minlength=n_groups
-    )
+    doubled_rank_sum = np.bincount(group_id, weights=doubled_rank * y_sorted, minlength=n_groups)
     neg = rows - pos
     with np.errstate(divide="ignore", invalid="ignore"):
         u_stat = doubled_rank_sum / 2.0 - pos * (pos + 1) / 2.0
