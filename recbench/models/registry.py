@@ -18,7 +18,17 @@ _TABLE = [
     ("Random", "recbench.models.baselines:Random", ("baseline",), ("ctr", "seq"),
      "Seeded uniform random scores."),
 ]
-for _name, _target, _groups, _tasks, _desc in _TABLE:
+_FAMILIES = ("recbench.models.ctr", "recbench.models.seq")
+
+
+def _family_tables():
+    import importlib
+
+    for module in _FAMILIES:
+        yield from importlib.import_module(module).REGISTRY
+
+
+for _name, _target, _groups, _tasks, _desc in [*_TABLE, *_family_tables()]:
     MODELS.add(_name, _target, groups=_groups, tasks=_tasks, description=_desc)
 
 

@@ -1,0 +1,1 @@
+"""Layers shared by models: MLP blocks, feature interactions (cross, attention, ...)."""
