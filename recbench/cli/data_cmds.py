@@ -67,7 +67,8 @@ def _print_summary(manifest: dict, path: Path) -> None:
     for col in ("task", "split", "rows", "users", "items", "positives"):
         table.add_column(col, justify="right" if col not in ("task", "split") else "left")
     for task in ("ctr", "seq"):
-        for split, s in stats[task].items():
+        for split in ("train", "valid", "test"):
+            s = stats[task][split]
             table.add_row(task, split, f"{s['rows']:,}", f"{s['users']:,}", f"{s['items']:,}",
                           f"{s['positives']:,}" if "positives" in s else "")
     console.print(table)

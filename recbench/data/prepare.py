@@ -18,7 +18,16 @@ from recbench.core.atomic import atomic_dir, write_json
 from recbench.core.errors import AlreadyExistsError, DataError, MissingRawFilesError
 from recbench.core.hashing import sha256_file, stable_hash
 from recbench.data.catalog import DatasetSpec, get_spec
-from recbench.data.protocol import PROTOCOL_VERSION, SIZES, PreparedTables, build_splits
+from recbench.data.protocol import (
+    MAX_HISTORY,
+    MAX_REAL_NEGATIVES,
+    N_SAMPLED_NEGATIVES,
+    PROTOCOL_VERSION,
+    SIZES,
+    VALID_FRACTION,
+    PreparedTables,
+    build_splits,
+)
 
 log = logging.getLogger(__name__)
 Stage = Callable[[str], None]
@@ -135,7 +144,8 @@ def _manifest(spec, name, size, seed, options, source_files, raw_dir, files, pre
         raw_files.append({"file": str(rel), "bytes": path.stat().st_size,
                           "sha256": sha256_file(path)})
     params = {"protocol": PROTOCOL_VERSION, "size": size, "seed": seed, "options": options,
-              "max_history": 20, "sampled_negatives": 100, "valid_fraction": 0.1}
+              "max_history": MAX_HISTORY, "sampled_negatives": N_SAMPLED_NEGATIVES,
+              "max_real_negatives": MAX_REAL_NEGATIVES, "valid_fraction": VALID_FRACTION}
     return {
         "name": name,
         "catalog_name": spec.name,

@@ -8,7 +8,9 @@ From `RawTables` to the frozen splits:
   plus negatives: 2 sampled unseen items ("sampled", H&M/MicroLens), the user's real negatives
   ("real", Goodreads/CDs: rating <= 2), or the impression log's rows ("impressions", MIND);
 - SeqRec rows per user: target = the last positive, history = the positives before it;
-- users are split disjointly: test first, then finetune; valid = 10% of finetune users;
+- users are split disjointly: test first, then finetune; valid = 10% of finetune users (the
+  CTR and SeqRec tasks are split independently: a user may be a CTR test user and a SeqRec
+  training user, as the two tasks never share a model);
 - each SeqRec test row gets 100 frozen negatives (never the target or a history item).
 Everything is driven by one seeded numpy Generator, so the same input gives identical output.
 """
@@ -30,6 +32,9 @@ PROTOCOL_VERSION = "recbench-v1"
 MAX_HISTORY = 20
 N_SAMPLED_NEGATIVES = 100
 VALID_FRACTION = 0.1
+# Real negatives kept per user (the newest): without a cap, one heavy rater can fill a whole
+# small split. RecBench's Goodreads test set has ~11.5 rows per user (2 positives + ~9.5).
+MAX_REAL_NEGATIVES = 10
 
 
 @dataclass(frozen=True)
@@ -221,6 +226,7 @@ def _ctr_rows(mode, positives, events, impressions, key_to_id, users, n_items, r
             .join(key_to_id, on="item_key").join(users, on="user_key")
             .sort("user_id", "ts", "order")
             .select("user_id", "item_id")
+            .group_by("user_id", maintain_order=True).tail(MAX_REAL_NEGATIVES)
         )
         neg_rows = eligible.select("user_id", "history").join(neg, on="user_id").with_columns(
             pl.lit(0, pl.Int8).alias("label"))

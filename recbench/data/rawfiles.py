@@ -91,10 +91,16 @@ def read_csv_checked(
             infer_schema=False, quote_char=quote_char,
         ).select(list(columns))
     except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as exc:
-        line = _first_bad_line(path, header, columns, separator, quote_char, has_header)
-        where = f"line {line}" if line else "somewhere"
-        raise DataError(f"{path}: malformed data at {where}; expected columns "
-                        f"{_describe(columns)} ({str(exc).splitlines()[0][:120]})") from None
+        bad = _first_bad_line(path, header, columns, separator, quote_char, has_header)
+        where = f"line {bad[0]}: {bad[1]}" if bad else str(exc).splitlines()[0][:120]
+        raise DataError(f"{path}: malformed data at {where} (expected columns "
+                        f"{_describe(columns)})") from None
+    # Polars pads a short line with nulls: find it and name its line.
+    if df.select(pl.any_horizontal([pl.col(c).is_null() for c in columns])).to_series().any():
+        bad = _first_bad_line(path, header, columns, separator, quote_char, has_header)
+        if bad:
+            raise DataError(f"{path}: malformed data at line {bad[0]}: {bad[1]} (expected "
+                            f"columns {_describe(columns)})")
     # Everything was read as text; a value that does not cast is reported with its line number.
     cast = df.select([pl.col(c).str.strip_chars().cast(t, strict=False)
                       for c, t in columns.items()])
@@ -146,17 +152,19 @@ def _value_ok(value: str, dtype: pl.DataType) -> bool:
     return True
 
 
-def _first_bad_line(path, header, columns, separator, quote_char, has_header) -> int | None:
-    """Slow diagnostic pass, run only after the fast reader failed."""
+def _first_bad_line(path, header, columns, separator, quote_char, has_header
+                    ) -> tuple[int, str] | None:
+    """(line number, what is wrong) of the first bad line; a slow pass run only after a failure."""
     with open(path, encoding="utf-8", errors="replace", newline="") as fh:
         reader = csv.reader(fh, delimiter=separator, quotechar=quote_char or "\x00")
         for number, fields in enumerate(reader, start=1):
-            if has_header and number == 1:
+            if (has_header and number == 1) or not fields:
                 continue
-            if len(fields) != len(header) or not all(
-                _value_ok(fields[header.index(c)], t) for c, t in columns.items()
-            ):
-                return reader.line_num
+            if len(fields) != len(header):
+                return reader.line_num, f"{len(fields)} fields, expected {len(header)}"
+            for c, t in columns.items():
+                if not _value_ok(fields[header.index(c)], t):
+                    return reader.line_num, f"column {c!r}: {fields[header.index(c)]!r} is not {t}"
     return None
 
 
