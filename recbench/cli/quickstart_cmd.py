@@ -46,6 +46,6 @@ def quickstart(
                if r.dataset == "synthetic" and r.dataset_size == size]
     for task in ("ctr", "seq"):
         console.rule(f"leaderboard: {task}")
-        console.print(render(build_table(records, task), "md"), markup=False, highlight=False)
+        typer.echo(render(build_table(records, task), "md"))
     console.print(f"records in {paths.results_dir(root)}; `recbench leaderboard --format html "
                   "--output leaderboard.html` for the page with plots")
