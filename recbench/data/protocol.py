@@ -152,10 +152,7 @@ def _clean_impressions(imps: pl.LazyFrame, items: pl.DataFrame, notes: list[str]
     keys = items.select("item_key")
     before = imps.height
     imps = imps.join(keys, on="item_key", how="semi")
-    # History items without text are removed from the history, keeping order.
-    imps = imps.with_columns(
-        pl.col("history").list.eval(pl.element().filter(pl.element().is_in(keys["item_key"].implode())))
-    )
+    # History items without text are dropped later, when histories are mapped to ids.
     if imps.height < before:
         notes.append(f"dropped {before - imps.height} of {before} impression rows on items "
                      "without text")

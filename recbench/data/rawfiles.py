@@ -88,6 +88,7 @@ def read_csv_checked(
         df = pl.read_csv(
             source, separator=separator, has_header=has_header,
             new_columns=list(new_columns) if new_columns else None,
+            columns=list(columns) if has_header else None,
             infer_schema=False, quote_char=quote_char,
         ).select(list(columns))
     except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as exc:
@@ -95,9 +96,11 @@ def read_csv_checked(
         where = f"line {bad[0]}: {bad[1]}" if bad else str(exc).splitlines()[0][:120]
         raise DataError(f"{path}: malformed data at {where} (expected columns "
                         f"{_describe(columns)})") from None
-    # Polars pads a short line with nulls: find it and name its line.
-    if df.select(pl.any_horizontal([pl.col(c).is_null() for c in columns])).to_series().any():
-        bad = _first_bad_line(path, header, columns, separator, quote_char, has_header)
+    # Polars pads a short line with nulls: re-parse only the lines that came out with a null.
+    null_rows = df.select(pl.any_horizontal([pl.col(c).is_null() for c in columns]).arg_true()
+                          ).to_series().to_numpy()
+    if len(null_rows):
+        bad = _short_line(source, null_rows + int(has_header), len(header), separator, quote_char)
         if bad:
             raise DataError(f"{path}: malformed data at line {bad[0]}: {bad[1]} (expected "
                             f"columns {_describe(columns)})")
@@ -112,6 +115,24 @@ def read_csv_checked(
         raise DataError(f"{path}: line {row + 1 + int(has_header)}, column {col!r}: "
                         f"{df[col][row]!r} is not a valid {columns[col]}")
     return cast
+
+
+def _short_line(source, line_indices, n_fields, separator, quote_char) -> tuple[int, str] | None:
+    """The first of the given 0-based lines whose field count is wrong, as (line number, why)."""
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
+    raw = pl.read_csv(source, separator="\x1f", has_header=False, quote_char=None,
+                      infer_schema=False, new_columns=["line"])["line"]
+    for index in line_indices[:1000]:
+        if index >= len(raw):
+            break
+        text = raw[int(index)] or ""
+        if not text.strip():
+            continue  # a blank line: harmless, its null row is dropped by the source
+        fields = next(csv.reader([text], delimiter=separator, quotechar=quote_char or "\x00"))
+        if len(fields) != n_fields:
+            return int(index) + 1, f"{len(fields)} fields, expected {n_fields}"
+    return None
 
 
 def _describe(columns: dict[str, pl.DataType]) -> str:
