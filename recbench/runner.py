@@ -70,7 +70,8 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[RunOutcome]:
     reporter = reporter or Reporter()
     home = paths.home(req.home)
     group = get_group(req.group)
-    model_name = resolve_model(group.name, req.model)
+    resolved = resolve_model(group.name, req.model)
+    model_name = resolved.name
     entry = MODELS.entry(model_name)
     tasks = [t for t in group.tasks if t in entry.meta["tasks"]]
     if req.task is not None:
@@ -85,8 +86,9 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[RunOutcome]:
 
     reporter.stage(f"loading {model_name}")
     model_cls: type[Recommender] = MODELS.load(model_name)
+    # The model name's implied settings (e.g. its backbone) rank with explicit flags.
     configs = resolve({"model": model_cls.Config, "eval": EvalConfig},
-                      load_yaml(req.config_file), req.sets, req.flags)
+                      load_yaml(req.config_file), req.sets, {**req.flags, **resolved.implied})
     if req.smoke:
         configs["eval"] = configs["eval"].model_copy(update={
             "latency_samples": min(20, configs["eval"].latency_samples), "latency_warmup": 2})
