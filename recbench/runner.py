@@ -170,7 +170,7 @@ def _run_one(req, home, group, model_name, model_cls, configs, chash, key, datas
             key=key, group=group, model=req.model, model_id=model.model_id,
             model_revision=model.model_revision, dataset=dataset, dataset_size=req.size,
             dataset_version=manifest["content_hash"],
-            protocol_version=manifest["protocol_version"], task=task, mode=model_cls.mode,
+            protocol_version=manifest["protocol_version"], task=task, mode=model.run_mode,
             metrics=metrics, latency=latency, train_seconds=train_s, eval_seconds=eval_s,
             seed=req.seed, config={n: c.model_dump(mode="json") for n, c in configs.items()},
             config_hash=chash, hardware=fingerprint(ecfg.latency_threads),

