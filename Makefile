@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-all lint bench quickstart clean
+.PHONY: setup llama-server test test-all lint bench quickstart clean
 
 # torch first, pinned to the CPU build (a bare `torch` requirement may pull a multi-GB CUDA build);
 # override with `make setup TORCH=torch==X` on a GPU machine.
@@ -20,10 +20,15 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-test: setup
+# llama-cpp-python's OpenAI-compatible server, for the openai-backend tests against a real
+# server (builds llama.cpp from source once: ~10 minutes on 2 cores; later runs reuse the wheel).
+llama-server: setup
+	bash scripts/install_llama_server.sh $(BIN)/python
+
+test: setup llama-server
 	$(BIN)/python -m pytest -q
 
-test-all: setup
+test-all: setup llama-server
 	$(BIN)/python -m pytest -q --runslow
 
 lint: setup
