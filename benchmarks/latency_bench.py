@@ -1,0 +1,222 @@
+"""Per-sample CPU latency of the learned models against the paper, and CTR training throughput.
+
+    python benchmarks/latency_bench.py [--section ctr] [--samples 1000] [--repeat 3]
+
+1. Latency, the run protocol itself (`recbench.latency.measure`: batch 1, 1 thread, warm-up rows,
+   then raw test row -> score, history lookup and item vectors included), on generated rows
+   whose histories hold exactly 20 items (RecBench §4.3's cap), item vectors of d = 64. Each case
+   prints beside the paper's Table 4 figure with the ratio; the goal is ours <= paper / 5.
+   Weights come from one training step (latency does not depend on their values). Each case is
+   timed `--repeat` times and the repetition with the lowest median is kept (a busy machine
+   only ever adds time).
+2. Training throughput (rows/s) of DCNv2 on CPU at the paper's batch size 5000, and the peak
+   resident memory of the process.
+
+Sections are lists of `Case(name, paper_ms, build)`; `build(data)` returns a fitted model. The
+CTR section is below; another (SASRec) appends a `Section` to `SECTIONS`. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+import torch
+
+from recbench.latency import measure
+from recbench.models.base import Recommender, RunContext, TaskData
+from recbench.models.registry import MODELS
+from recbench.results.record import LatencyStats
+
+HISTORY = 20  # RecBench §4.3: behaviour sequences truncated to 20
+GOAL = 5.0  # ours should be at least 5x faster than the paper's figure
+
+
+@dataclass
+class Case:
+    name: str
+    paper_ms: float | None  # RecBench Table 4 (pair-wise) or Table 5 (list-wise)
+    build: Callable[[TaskData], Recommender]
+
+
+@dataclass
+class Section:
+    title: str
+    data: Callable[[argparse.Namespace], TaskData]
+    score: Callable[[Recommender], Callable[[pl.DataFrame], object]]
+    cases: list[Case] = field(default_factory=list)
+
+
+# --- CTR ------------------------------------------------------------------------------------
+
+def ctr_data(args: argparse.Namespace) -> TaskData:
+    """Generated CTR splits: `--items` items with 8-word titles, histories of exactly 20 items."""
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(2000)]
+    titles = [" ".join(rng.choice(words, 8)) for _ in range(args.items)]
+    items = pl.DataFrame({"item_id": np.arange(args.items, dtype=np.int32),
+                          "item_key": [str(i) for i in range(args.items)], "text": titles})
+
+    def rows(n: int, first_user: int) -> pl.DataFrame:
+        history = rng.integers(0, args.items, (n, HISTORY)).astype(np.int32)
+        return pl.DataFrame({
+            "user_id": np.arange(first_user, first_user + n, dtype=np.int32),
+            "history": pl.Series(history.tolist(), dtype=pl.List(pl.Int32)),
+            "item_id": rng.integers(0, args.items, n).astype(np.int32),
+            "label": (rng.random(n) < 0.3).astype(np.int8)})
+
+    return TaskData(dataset="generated", task="ctr", items=items,
+                    train=rows(args.train_rows, 0), valid=rows(1000, 10**6),
+                    test=rows(args.samples + 50, 2 * 10**6))
+
+
+def ctr_model(name: str, **sets) -> Callable[[TaskData], Recommender]:
+    def build(data: TaskData) -> Recommender:
+        cls = MODELS.load(name)
+        cfg = cls.Config(epochs=1, max_steps_per_epoch=1, batch_size=256, **sets)
+        model = cls(cfg, RunContext(seed=0))
+        model.fit(data)
+        return model
+    return build
+
+
+# RecBench's released code (Legommenders) runs DNN and AutoInt with a 3 x 1000 MLP, and DCNv2
+# as stacked + parallel 3 x 1000 MLPs over a low-rank mixture cross network.
+WIDE = (1000, 1000, 1000)
+CTR_CASES = [
+    Case("DNN", 0.43, ctr_model("DNN")),
+    Case("DCNv2", 4.43, ctr_model("DCNv2")),
+    Case("AutoInt", 0.93, ctr_model("AutoInt")),
+    Case("DNN_text", 1.05, ctr_model("DNN_text")),
+    Case("DCNv2_text", 5.15, ctr_model("DCNv2_text")),
+    Case("AutoInt_text", 1.41, ctr_model("AutoInt_text")),
+    Case("DNN, code config (3x1000)", 0.43, ctr_model("DNN", hidden=WIDE)),
+    Case("DCNv2, code config", 4.43, ctr_model("DCNv2", structure="stacked_parallel",
+                                                low_rank=32, hidden=WIDE)),
+    Case("AutoInt+, code config", 0.93, ctr_model("AutoInt", heads=8, dnn_hidden=WIDE)),
+]
+
+SECTIONS: dict[str, Section] = {
+    "ctr": Section("CTR, per-sample latency (RecBench Table 4)", ctr_data,
+                   lambda model: model.predict_ctr, CTR_CASES),
+}
+
+
+# --- SeqRec (group G) -----------------------------------------------------------------------
+
+def seq_data(args: argparse.Namespace) -> TaskData:
+    """Generated SeqRec splits: `--items` items, histories of exactly 20 items plus a target."""
+    rng = np.random.default_rng(0)
+    items = pl.DataFrame({"item_id": np.arange(args.items, dtype=np.int32),
+                          "item_key": [str(i) for i in range(args.items)],
+                          "text": [f"item {i}" for i in range(args.items)]})
+
+    def rows(n: int, first_user: int) -> pl.DataFrame:
+        history = rng.integers(0, args.items, (n, HISTORY)).astype(np.int32)
+        return pl.DataFrame({
+            "user_id": np.arange(first_user, first_user + n, dtype=np.int32),
+            "history": pl.Series(history.tolist(), dtype=pl.List(pl.Int32)),
+            "target": rng.integers(0, args.items, n).astype(np.int32)})
+
+    return TaskData(dataset="generated", task="seq", items=items,
+                    train=rows(args.train_rows, 0), valid=rows(1000, 10**6),
+                    test=rows(args.samples + 50, 2 * 10**6))
+
+
+def seq_model(name: str, neural: bool = True, **sets) -> Callable[[TaskData], Recommender]:
+    def build(data: TaskData) -> Recommender:
+        cls = MODELS.load(name)
+        steps = dict(epochs=1, max_steps_per_epoch=1, batch_size=256) if neural else {}
+        model = cls(cls.Config(**steps, **sets), RunContext(seed=0))
+        model.fit(data)
+        return model
+    return build
+
+
+# RecBench Table 5 (d = 64, max_len 20 here; the paper does not state its width).
+SEQ_CASES = [
+    Case("SASRec-3L", 23.30, seq_model("SASRec-3L")),
+    Case("SASRec-6L", 38.43, seq_model("SASRec-6L")),
+    Case("SASRec-12L", 51.77, seq_model("SASRec-12L")),
+    Case("SASRec-24L", 103.41, seq_model("SASRec-24L")),
+    Case("BERT4Rec (2 layers)", None, seq_model("BERT4Rec")),
+    Case("GRU4Rec", None, seq_model("GRU4Rec")),
+    Case("V-SKNN", None, seq_model("V-SKNN", neural=False)),
+]
+SECTIONS["seq"] = Section("SeqRec, per-sample latency, all items scored (RecBench Table 5)",
+                          seq_data, lambda model: model.score_items, SEQ_CASES)
+
+
+# --- runners --------------------------------------------------------------------------------
+
+def best_latency(score, rows: pl.DataFrame, samples: int, repeat: int) -> LatencyStats:
+    runs = [measure(score, rows, n=samples, warmup=50, threads=1) for _ in range(repeat)]
+    return min(runs, key=lambda s: s.p50_ms)
+
+
+def latency_table(section: Section, args: argparse.Namespace) -> None:
+    data = section.data(args)
+    print(f"\n{section.title}: batch 1, 1 thread, {args.samples} samples, best of "
+          f"{args.repeat}, history {HISTORY}")
+    print(f"{'model':32s} {'p50 ms':>8s} {'mean ms':>8s} {'paper ms':>9s} {'paper/ours':>10s}"
+          "  goal")
+    for case in section.cases:
+        model = case.build(data)
+        stats = best_latency(section.score(model), data.test, args.samples, args.repeat)
+        if case.paper_ms is None:
+            print(f"{case.name:32s} {stats.p50_ms:8.3f} {stats.mean_ms:8.3f}")
+            continue
+        ratio = case.paper_ms / stats.mean_ms
+        print(f"{case.name:32s} {stats.p50_ms:8.3f} {stats.mean_ms:8.3f} {case.paper_ms:9.2f} "
+              f"{ratio:9.1f}x  {'met' if ratio >= GOAL else 'missed'}")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def training_throughput(args: argparse.Namespace) -> None:
+    data = ctr_data(args)
+    cls = MODELS.load("DCNv2")
+    epochs = 2
+    cfg = cls.Config(epochs=epochs, patience=epochs, batch_size=5000)  # RecBench §4.3
+    rss_before = peak_rss_mb()
+    start = time.perf_counter()
+    model = cls(cfg, RunContext(seed=0))
+    model.fit(data)
+    seconds = time.perf_counter() - start
+    rows = data.train.height * epochs
+    print(f"\nDCNv2 training on CPU ({torch.get_num_threads()} torch threads): {rows:,} rows "
+          f"(2 epochs of {data.train.height:,}, batch 5000, validation included) in "
+          f"{seconds:.1f} s = {rows / seconds:,.0f} rows/s")
+    print(f"peak resident memory: {peak_rss_mb():,.0f} MiB (before training: "
+          f"{rss_before:,.0f} MiB)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--section", choices=sorted(SECTIONS), action="append")
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--train-rows", type=int, default=20_000)
+    parser.add_argument("--skip-training", action="store_true")
+    args = parser.parse_args()
+
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}")
+    for name in args.section or list(SECTIONS):
+        latency_table(SECTIONS[name], args)
+    if not args.skip_training:
+        training_throughput(args)
+
+
+if __name__ == "__main__":
+    main()
