@@ -144,3 +144,30 @@ def test_mode_flag_reaches_the_config(home):
                                       "--mode", "fine-tune", "--dataset", "synthetic", "--size",
                                       "tiny", "--smoke", "--home", str(home)])
     assert result.exit_code == 2 and "mode" in result.output and "Traceback" not in result.output
+
+
+def test_encoder_finetune_trains_lora_and_a_cls_head(data, tmp_path):
+    try:
+        model = make(tmp_path, backbone="minilm-l6", mode="finetune", max_len=256)
+        model._setup(data)
+    except RecbenchError as err:
+        pytest.skip(str(err))
+    names = {n for n, p in model.net.named_parameters() if p.requires_grad}
+    assert {"head.weight", "head.bias"} <= names
+    assert all("lora_" in n for n in names - {"head.weight", "head.bias"})
+    prompts = model.builder.build_many(*row_texts(data.train.head(4), model.texts))
+    ids, mask = pad_right([p.prefix_ids + p.suffix_ids for p in prompts],
+                          model.tokenizer.pad_token_id)
+    trainable = [p for p in model.net.parameters() if p.requires_grad]
+    batch = {"input_ids": ids, "attention_mask": mask, "label": torch.tensor([1., 0., 1., 0.])}
+    accumulated_bce(model.net, batch, 1 << 20, trainable).backward()
+    torch.optim.AdamW(trainable, lr=1e-2).step()
+    model.net.eval()
+    rows = data.test.head(6)
+    scores = model.predict_ctr(rows)
+    folder = model.save_adapter(tmp_path / "encoder-adapter")
+    again = make(tmp_path, backbone="minilm-l6", mode="finetune", max_len=256,
+                 adapter=str(folder))
+    again.fit(data)
+    np.testing.assert_allclose(again.predict_ctr(rows), scores, atol=1e-5)
+    assert any("[CLS]" in n for n in again.notes())

@@ -188,8 +188,6 @@ class PromptBuilder:
     stats: TruncationStats = field(default_factory=TruncationStats)
 
     def __post_init__(self) -> None:
-        self._prefix_cache: dict[tuple[str, ...], tuple[int, ...]] = {}
-        self._suffix_cache: dict[str, tuple[int, ...]] = {}
         frame = len(self._prefix_ids([()])[0]) + len(self._suffix_ids([""])[0])
         if frame > self.max_len:
             raise ConfigError(f"max_len {self.max_len}: the prompt frame alone (system prompt, "
@@ -211,18 +209,18 @@ class PromptBuilder:
         return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
 
     def _prefix_ids(self, histories: list[tuple[str, ...]]) -> list[tuple[int, ...]]:
-        todo = sorted({h for h in histories if h not in self._prefix_cache})
+        distinct = sorted(set(histories))
         head = self.style.head_ids
-        for h, ids in zip(todo, self._encode([self.prefix_text(h) for h in todo]), strict=True):
-            self._prefix_cache[h] = (*head, *ids)
-        return [self._prefix_cache[h] for h in histories]
+        ids = dict(zip(distinct, self._encode([self.prefix_text(h) for h in distinct]),
+                       strict=True))
+        return [(*head, *ids[h]) for h in histories]
 
     def _suffix_ids(self, candidates: list[str]) -> list[tuple[int, ...]]:
-        todo = sorted({c for c in candidates if c not in self._suffix_cache})
+        distinct = sorted(set(candidates))
         tail = self.style.tail_ids
-        for c, ids in zip(todo, self._encode([self.suffix_text(c) for c in todo]), strict=True):
-            self._suffix_cache[c] = (*ids, *tail)
-        return [self._suffix_cache[c] for c in candidates]
+        ids = dict(zip(distinct, self._encode([self.suffix_text(c) for c in distinct]),
+                       strict=True))
+        return [(*ids[c], *tail) for c in candidates]
 
     def build(self, history: Sequence[str], candidate: str) -> CTRPrompt:
         """One prompt (history oldest first, texts); see `build_many`."""
@@ -232,8 +230,9 @@ class PromptBuilder:
                    ) -> list[CTRPrompt]:
         """Prompts for parallel lists of histories (texts, oldest first) and candidate texts.
 
-        Distinct histories and candidates are tokenised once, in batches; only prompts over
-        the budget go through the (rare) truncation loop.
+        Distinct histories and candidates of one call are tokenised once, in one batch each
+        (nothing is remembered between calls: a timed single row pays its own tokenisation);
+        only prompts over the budget go through the (rare) truncation loop.
         """
         if len(histories) != len(candidates):
             raise ValueError("histories and candidates differ in length")
