@@ -67,7 +67,7 @@ def ctr_data(args: argparse.Namespace) -> TaskData:
     def rows(n: int, first_user: int) -> pl.DataFrame:
         history = rng.integers(0, args.items, (n, HISTORY)).astype(np.int32)
         return pl.DataFrame({
-            "user_id": np.arange(first_user, first_user + n, dtype=np.int32),
+            "user_id": (first_user + np.arange(n) // 5).astype(np.int32),  # 5 rows per user
             "history": pl.Series(history.tolist(), dtype=pl.List(pl.Int32)),
             "item_id": rng.integers(0, args.items, n).astype(np.int32),
             "label": (rng.random(n) < 0.3).astype(np.int8)})
@@ -121,7 +121,7 @@ def seq_data(args: argparse.Namespace) -> TaskData:
     def rows(n: int, first_user: int) -> pl.DataFrame:
         history = rng.integers(0, args.items, (n, HISTORY)).astype(np.int32)
         return pl.DataFrame({
-            "user_id": np.arange(first_user, first_user + n, dtype=np.int32),
+            "user_id": (first_user + np.arange(n) // 5).astype(np.int32),  # 5 rows per user
             "history": pl.Series(history.tolist(), dtype=pl.List(pl.Int32)),
             "target": rng.integers(0, args.items, n).astype(np.int32)})
 

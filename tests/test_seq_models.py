@@ -132,6 +132,19 @@ def test_causal_loss_only_scores_positions_with_a_history():
     assert logits.shape == (4, 6) and (target == 0).all()
 
 
+def test_single_row_scoring_path_matches_the_batch_path():
+    from recbench.models.seq.sasrec import SASRec
+
+    model = SASRec(SASRec.Config(dim=16, n_layers=1, max_len=5), RunContext(seed=0))
+    model.n_items, model.items = 30, _table()
+    model.module = model.encoder(model.items).eval()
+    rows = pl.DataFrame({"history": [[3, 4], [], list(range(1, 12)), None]},
+                        schema={"history": pl.List(pl.Int32)})
+    batch = model.score_items(rows)
+    single = np.concatenate([model.score_items(rows.slice(i, 1)) for i in range(rows.height)])
+    assert batch.shape == (4, 30) and np.allclose(batch, single, atol=1e-5)
+
+
 # --- BERT4Rec / GRU4Rec ---------------------------------------------------------------------
 
 def test_bert4rec_cloze_mask():
@@ -273,7 +286,8 @@ def test_sknnemb_uses_embedding_similarity(item_vectors, monkeypatch):
 def test_sasrec_beats_most_popular_on_synthetic_small(tmp_path):
     def ndcg(group, model, **sets):
         [out] = run(RunRequest(group=group, model=model, datasets=["synthetic"], size="small",
-                               home=tmp_path, sets={"latency_samples": 20, **sets}))
+                               home=tmp_path, task="seq",
+                               sets={"latency_samples": 20, **sets}))
         return out.record.metrics["full"]["ndcg@10"]
 
     popular = ndcg("baseline", "MostPopular")

@@ -5,7 +5,7 @@ Bidirectional transformer over the sequence with a [MASK] token (§3.2-3.5):
 
     E_t  = v_{s_t} + P_t,  v_[MASK] a learned vector          (embedding layer, then LN, dropout)
     H^l  = LN(A + Dropout(PFFN(A))),  A = LN(H^{l-1} + Dropout(MH(H^{l-1})))   (post-LN, GELU)
-    o_t  = LN(GELU(W_P h_t + b_P))                              (projection head, Eq. 7)
+    o_t  = LN(GELU(W_P h_t + b_P))                              (output layer, §3.5)
     P(v | t) = softmax_i(o_t^T v_i)                             (item table shared with the input)
 
 Training (§3.6, the Cloze task): each real item of a training sequence (history + target) is
@@ -13,7 +13,7 @@ replaced by [MASK] with probability `mask_prob` (at least one per sequence) and 
 a full-softmax cross-entropy; a fraction `last_only_prob` of sequences mask only their last
 item, matching inference, as the paper's fine-tuning samples do. Inference appends [MASK] to
 the history and scores every item from its output (RecBench Eq. 8). Deviation: the per-item
-output bias of Eq. 7 is dropped (scores stay a dot product, as every group-G model's).
+output bias b^O of §3.5 is dropped (scores stay a dot product, as every group-G model's).
 """
 
 from __future__ import annotations

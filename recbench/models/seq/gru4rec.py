@@ -2,14 +2,14 @@
 ICLR 2016. Paper 002 §5.1 (GRU4Rec with an item embedding layer) and §5.2 (LLM2GRU4Rec).
 
     x_t = Dropout(√d · v_{s_t})                 (embedding layer; paper 002 keeps it, §5.1)
-    h_t = GRU(x_t, h_{t-1})                     (§3.1, Eq. 1-4; `n_layers` stacked GRUs)
+    h_t = GRU(x_t, h_{t-1})                     (§3; `n_layers` stacked GRUs)
     f(s, i) = v_i^T W h_t                       (RecBench Eq. 8; W maps `hidden` to d)
 
 Deviation, as RecBench's protocol gives padded histories rather than sessions in a stream:
 no session-parallel mini-batches (§3.1.1) and no ranking loss (BPR/TOP1, §3.1.3). Sequences
 are padded, every position predicts its successor with the full-softmax cross-entropy of Eq. 7
 (the CE variant of Hidasi & Karatzoglou, CIKM 2018), and the score reads the state after the
-newest item.
+newest item. Inputs are scaled by √d (as SASRec's) and lr is 1e-2 (see `GRU4RecConfig`).
 """
 
 from __future__ import annotations
