@@ -13,8 +13,8 @@ for hundreds of steps before it learns the u-t interaction that decides clicks):
 - batch norm in every MLP (RecBench's released code: none) and layer norm in AutoInt's
   interacting layers; batch norm is folded into the Linear layers at inference, so it costs no
   latency;
-- 50 epochs with early stopping after 10 epochs without a better validation GAUC (on small data a lucky
-  early validation score would otherwise stop a model before it leaves the plateau).
+- 50 epochs with early stopping after 10 epochs without a better validation GAUC (on small
+  data a lucky early validation score would otherwise stop a model before it leaves the plateau).
 Dropout 0.1 is RecBench's released setting. Widths are smaller than that code's 3 x 1000 MLPs
 (256-128-64), which fits the two 64-d fields and per-sample CPU latency; set `hidden` for more.
 """
