@@ -95,7 +95,7 @@ def test_last_20_items_numbered_from_1():
     history = [f"item{i}" for i in range(25)]
     p = b.build(history, "cand")
     assert "(1) item5\n" in p.prefix and "(20) item24\n" in p.prefix and "item4" not in p.prefix
-    assert p.shown == 20 and b.stats.history_cut_to_20 == 1
+    assert p.shown == 20 and b.stats.history_cut == 1
 
 
 def test_empty_history_is_said():

@@ -154,18 +154,19 @@ class CTRPrompt:
 
 @dataclass
 class TruncationStats:
+    max_history: int = MAX_HISTORY
     prompts: int = 0
     truncated: int = 0
     items_dropped: int = 0
     texts_halved: int = 0
-    history_cut_to_20: int = 0
+    history_cut: int = 0
     max_tokens: int = 0
     total_tokens: int = 0
 
     def describe(self) -> str:
         mean = self.total_tokens / self.prompts if self.prompts else 0.0
         return (f"{self.prompts} prompts, mean {mean:.0f} / max {self.max_tokens} tokens; "
-                f"{self.history_cut_to_20} histories cut to the last {MAX_HISTORY} items; "
+                f"{self.history_cut} histories cut to the last {self.max_history} items; "
                 f"{self.truncated} truncated to the token budget ({self.items_dropped} oldest "
                 f"items dropped, {self.texts_halved} texts halved)")
 
@@ -188,6 +189,7 @@ class PromptBuilder:
     stats: TruncationStats = field(default_factory=TruncationStats)
 
     def __post_init__(self) -> None:
+        self.stats = TruncationStats(self.max_history)
         frame = len(self._prefix_ids([()])[0]) + len(self._suffix_ids([""])[0])
         if frame > self.max_len:
             raise ConfigError(f"max_len {self.max_len}: the prompt frame alone (system prompt, "
@@ -279,7 +281,7 @@ class PromptBuilder:
         st.prompts += 1
         st.total_tokens += prompt.n_tokens
         st.max_tokens = max(st.max_tokens, prompt.n_tokens)
-        st.history_cut_to_20 += int(cut_to_max)
+        st.history_cut += int(cut_to_max)
         if prompt.dropped or prompt.halved:
             st.truncated += 1
             st.items_dropped += prompt.dropped

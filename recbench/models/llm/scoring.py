@@ -139,7 +139,7 @@ class YesNoHead(nn.Module):
             kw["position_ids"] = position_ids
         if cache is not None:
             kw[self.cache_arg] = cache
-            kw["use_cache"] = True
+        kw["use_cache"] = cache is not None  # no KV cache is built for a one-pass forward
         if self.keep_logits:
             out = self.lm(input_ids=input_ids, attention_mask=attention_mask,
                           logits_to_keep=last_pos[:, None], **kw)
