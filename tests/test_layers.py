@@ -109,6 +109,21 @@ def test_autoint_shape_and_residual():
     assert torch.equal(plain(fields), torch.zeros(4, 2, 6))
 
 
+def test_autoint_attention_matches_the_formula():
+    """Eq. 5-8 written out per head, unscaled logits (the AutoInt paper's)."""
+    torch.manual_seed(0)
+    fields = torch.randn(3, 2, 4)
+    layer = InteractingLayer(4, attention_dim=6, heads=2).eval()
+    wq, wk, wv = layer.qkv.weight.view(3, 6, 4)
+    heads = []
+    for h in range(2):
+        rows = slice(3 * h, 3 * h + 3)
+        q, k, v = fields @ wq[rows].T, fields @ wk[rows].T, fields @ wv[rows].T  # (B, F, 3)
+        heads.append(torch.softmax(q @ k.transpose(1, 2), dim=-1) @ v)
+    expected = torch.relu(torch.cat(heads, -1) + fields @ layer.res.weight.T)
+    assert torch.allclose(layer(fields), expected, atol=1e-5)
+
+
 def test_autoint_heads_must_divide_width():
     with pytest.raises(ValueError, match="divisible"):
         InteractingLayer(8, attention_dim=7, heads=2)

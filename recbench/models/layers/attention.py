@@ -42,18 +42,17 @@ class InteractingLayer(nn.Module):
         self.scale = self.d_head ** -0.5 if scaled else 1.0
         self.qkv = nn.Linear(in_dim, 3 * attention_dim, bias=False)  # W_Q, W_K, W_V
         self.res = nn.Linear(in_dim, attention_dim, bias=False) if residual else None  # W_Res
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
+        self.dropout = dropout
         self.norm = nn.LayerNorm(attention_dim) if layer_norm else None
 
     def forward(self, fields: torch.Tensor) -> torch.Tensor:
         b, f, _ = fields.shape
         q, k, v = (self.qkv(fields).view(b, f, 3, self.heads, self.d_head)
                    .permute(2, 0, 3, 1, 4))  # each (B, H, F, d_head)
-        logits = q @ k.transpose(-1, -2)  # <W_Q e_m, W_K e_k>: (B, H, F, F)
-        alpha = torch.softmax(logits * self.scale if self.scale != 1.0 else logits, dim=-1)
-        if self.dropout is not None:
-            alpha = self.dropout(alpha)
-        out = (alpha @ v).transpose(1, 2).reshape(b, f, -1)  # ẽ: (B, F, A)
+        # softmax_k(<W_Q e_m, W_K e_k> · scale) V, dropout on α: one fused op (fewer per-sample ops)
+        out = F.scaled_dot_product_attention(q, k, v, scale=self.scale,
+                                             dropout_p=self.dropout if self.training else 0.0)
+        out = out.transpose(1, 2).reshape(b, f, -1)  # ẽ: (B, F, A)
         if self.res is not None:
             out = out + self.res(fields)
         out = torch.relu(out)
