@@ -147,7 +147,7 @@ def test_quality_on_synthetic_small(tmp_path):
     """ID and text DNNs beat MostPopular; text, which reveals the genre, is at least as good."""
     def gauc(group, model):
         (outcome,) = run(RunRequest(group=group, model=model, datasets=["synthetic"],
-                                    size="small", home=tmp_path))
+                                    size="small", home=tmp_path, task="ctr"))
         return outcome.record.metrics["ctr"]["gauc"]
 
     popular = gauc("baseline", "MostPopular")
