@@ -196,9 +196,13 @@ def test_event_times_and_history_placement(tmp_path):
                                                  for i in range(len(dedup))]
     imps = tables.impressions.collect()
     assert imps.schema == pl.Schema({"user_key": pl.Utf8, "impression": pl.Int64,
-                                     "ts": pl.Int64, "history": pl.List(pl.Utf8),
-                                     "item_key": pl.Utf8, "label": pl.Int8})
-    assert imps.filter(pl.col("ts") == epoch)["history"][0].to_list() == history
+                                     "ts": pl.Int64, "item_key": pl.Utf8, "label": pl.Int8})
+    # The history is given once per impression, not copied onto each shown item.
+    hists = tables.impression_histories.collect()
+    assert hists.schema == pl.Schema({"impression": pl.Int64, "history": pl.List(pl.Utf8)})
+    assert hists["impression"].is_unique().all()
+    first = imps.filter(pl.col("ts") == epoch)["impression"][0]
+    assert hists.filter(pl.col("impression") == first)["history"][0].to_list() == history
 
 
 def test_known_time_parses():

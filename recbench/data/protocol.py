@@ -74,13 +74,14 @@ def build_splits(raw: RawTables, size: str, seed: int) -> PreparedTables:
 
     items = _clean_items(raw.items, notes)
     events = _clean_events(raw.events, items, notes)
-    impressions = None
+    impressions = histories = None
     if raw.negatives == "impressions":
         if raw.impressions is None:
             raise DataError("source declared impression negatives but gave no impressions table")
-        impressions = _clean_impressions(raw.impressions, items, notes)
+        impressions, histories = _clean_impressions(raw.impressions, raw.impression_histories,
+                                                    items, notes)
 
-    items, key_to_id = _assign_item_ids(items, events, impressions)
+    items, key_to_id = _assign_item_ids(items, events, histories, impressions)
     n_items = items.height
     if n_items < N_SAMPLED_NEGATIVES + MAX_HISTORY + 2:
         raise DataError(
@@ -90,9 +91,12 @@ def build_splits(raw: RawTables, size: str, seed: int) -> PreparedTables:
     users = _user_ids(events, impressions)
     positives = _positive_sequences(events, key_to_id, users)
 
-    ctr_rows = _ctr_rows(raw.negatives, positives, events, impressions, key_to_id, users, n_items,
-                         rng)
+    ctr_rows, ctr_histories = _ctr_rows(raw.negatives, positives, events, impressions, histories,
+                                        key_to_id, users, n_items, rng)
+    del impressions, histories
     ctr = _split_by_user(ctr_rows, sizes.ctr_test, sizes.ctr_finetune, rng, "CTR", "rows", notes)
+    # Histories are attached after the split: only the kept rows (~120k) carry a list.
+    ctr = {name: _with_history(df, ctr_histories) for name, df in ctr.items()}
     seq_rows = _seq_rows(positives)
     seq = _split_by_user(seq_rows, sizes.seq_test, sizes.seq_finetune, rng, "SeqRec", "sequences",
                          notes)
@@ -147,26 +151,37 @@ def _clean_events(events: pl.LazyFrame, items: pl.DataFrame, notes: list[str]) -
     return kept
 
 
-def _clean_impressions(imps: pl.LazyFrame, items: pl.DataFrame, notes: list[str]) -> pl.DataFrame:
+def _clean_impressions(imps: pl.LazyFrame, histories: pl.LazyFrame | None, items: pl.DataFrame,
+                       notes: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Impression rows on items with text, and one history per remaining impression."""
     imps = imps.collect()
+    if histories is None:
+        # The history rides on every shown row: keep it once per impression.
+        histories = imps.lazy().select("impression", "history")
+        imps = imps.drop("history")
     keys = items.select("item_key")
     before = imps.height
     imps = imps.join(keys, on="item_key", how="semi")
     # History items without text are dropped later, when histories are mapped to ids.
+    histories = (
+        histories.unique("impression", keep="first", maintain_order=True).collect()
+        .join(imps.select("impression").unique(), on="impression", how="semi",
+              maintain_order="left")
+    )
     if imps.height < before:
         notes.append(f"dropped {before - imps.height} of {before} impression rows on items "
                      "without text")
-    return imps
+    return imps, histories
 
 
-def _assign_item_ids(items, events, impressions) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _assign_item_ids(items, events, histories, impressions) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Dense ids over the items that occur anywhere, sorted by raw key (deterministic)."""
     used = events.select("item_key")
     if impressions is not None:
         used = pl.concat([
             used,
             impressions.select("item_key"),
-            impressions.select(pl.col("history").explode().alias("item_key")).drop_nulls(),
+            histories.select(pl.col("history").explode().alias("item_key")).drop_nulls(),
         ])
     used = used.unique()
     items = (
@@ -207,15 +222,21 @@ def _last_history(items: pl.Expr, drop_last: int) -> pl.Expr:
     return items.list.head(items.list.len() - drop_last).list.tail(MAX_HISTORY)
 
 
-def _ctr_rows(mode, positives, events, impressions, key_to_id, users, n_items, rng):
+def _ctr_rows(mode, positives, events, impressions, histories, key_to_id, users, n_items, rng):
+    """CTR rows (user_id, hist_key, item_id, label) and their histories (hist_key, history).
+
+    The history is kept apart, keyed by user (sampled, real) or impression (impressions), and
+    attached by `_with_history` once the users are split: sorting and filtering millions of
+    rows that each carry a list is what made `prepare` slow and memory-hungry.
+    """
     if mode == "impressions":
-        return _ctr_rows_from_impressions(impressions, key_to_id, users)
+        return _ctr_rows_from_impressions(impressions, histories, key_to_id, users)
     # Users need at least one history item besides the two held-out positives.
     eligible = positives.filter(pl.col("items").list.len() >= 3).with_columns(
         _last_history(pl.col("items"), 2).alias("history"),
         pl.col("items").list.tail(2).alias("pos"),
     )
-    pos_rows = eligible.select("user_id", "history", pl.col("pos").alias("item_id")).explode(
+    pos_rows = eligible.select("user_id", pl.col("pos").alias("item_id")).explode(
         "item_id").with_columns(pl.lit(1, pl.Int8).alias("label"))
     if mode == "real":
         neg = (
@@ -225,39 +246,48 @@ def _ctr_rows(mode, positives, events, impressions, key_to_id, users, n_items, r
             .select("user_id", "item_id")
             .group_by("user_id", maintain_order=True).tail(MAX_REAL_NEGATIVES)
         )
-        neg_rows = eligible.select("user_id", "history").join(neg, on="user_id").with_columns(
+        neg_rows = eligible.select("user_id").join(neg, on="user_id").with_columns(
             pl.lit(0, pl.Int8).alias("label"))
         # A user needs both labels to have a group AUC.
         with_neg = neg_rows.select("user_id").unique()
         pos_rows = pos_rows.join(with_neg, on="user_id", how="semi")
     elif mode == "sampled":
         neg_items = _sample_unseen(eligible["items"], 2, n_items, rng)
-        neg_rows = eligible.select("user_id", "history").with_columns(
+        neg_rows = eligible.select("user_id").with_columns(
             pl.Series("item_id", neg_items).cast(pl.List(pl.Int32))).explode("item_id")
         neg_rows = neg_rows.with_columns(pl.lit(0, pl.Int8).alias("label"))
     else:
         raise DataError(f"unknown negative mode {mode!r}")
     rows = pl.concat([pos_rows.select(neg_rows.columns), neg_rows])
-    return _typed_ctr(rows.sort("user_id", maintain_order=True))
+    rows = rows.sort("user_id", maintain_order=True).select(
+        "user_id", pl.col("user_id").cast(pl.Int64).alias("hist_key"), "item_id", "label")
+    hists = eligible.select(pl.col("user_id").cast(pl.Int64).alias("hist_key"), "history")
+    return rows, hists
 
 
-def _ctr_rows_from_impressions(imps, key_to_id, users) -> pl.DataFrame:
-    hist = (
-        imps.select("impression", "history").unique("impression", maintain_order=True)
-        .explode("history").rename({"history": "item_key"})
+def _ctr_rows_from_impressions(imps, histories, key_to_id, users):
+    hists = (
+        histories.explode("history").rename({"history": "item_key"})
         .join(key_to_id, on="item_key", how="left", maintain_order="left")
         .group_by("impression", maintain_order=True)
         .agg(pl.col("item_id").drop_nulls().tail(MAX_HISTORY).alias("history"))
+        .filter(pl.col("history").list.len() > 0)
+        .rename({"impression": "hist_key"})
     )
     rows = (
         imps.select("user_key", "impression", "ts", "item_key", "label")
         .with_row_index("pos")
-        .join(key_to_id, on="item_key").join(users, on="user_key").join(hist, on="impression")
-        .filter(pl.col("history").list.len() > 0)
+        .join(hists.select("hist_key"), left_on="impression", right_on="hist_key", how="semi")
+        .join(key_to_id, on="item_key").join(users, on="user_key")
         .sort("user_id", "ts", "impression", "pos")
-        .select("user_id", "history", "item_id", "label")
+        .select("user_id", pl.col("impression").alias("hist_key"), "item_id", "label")
     )
-    return _typed_ctr(rows)
+    return rows, hists
+
+
+def _with_history(rows: pl.DataFrame, histories: pl.DataFrame) -> pl.DataFrame:
+    rows = rows.join(histories, on="hist_key", how="left", maintain_order="left")
+    return _typed_ctr(rows.select("user_id", "history", "item_id", "label"))
 
 
 def _typed_ctr(rows: pl.DataFrame) -> pl.DataFrame:

@@ -39,7 +39,11 @@ class RawTables:
         negatives: how CTR negatives are obtained: "sampled" (2 random unseen items per user),
             "real" (the user's label-0 events) or "impressions" (rows of `impressions`).
         impressions: MIND-style impression logs, one row per shown item, with the history the
-            log itself carries; required when negatives == "impressions".
+            log itself carries; required when negatives == "impressions". The `history` column
+            may be left out when `impression_histories` is given.
+        impression_histories: (impression, history), one row per impression: the history the
+            log carries for it. Stored once per impression rather than once per shown item
+            (a MIND line shows ~10-40 items), which keeps 10M-row logs in a few GiB.
         source_files: raw files read, for the manifest's sha256 list.
         notes: facts worth reporting (rows dropped and why, caveats of the layout).
     """
@@ -48,6 +52,7 @@ class RawTables:
     events: pl.LazyFrame
     negatives: NegativeMode
     impressions: pl.LazyFrame | None = None
+    impression_histories: pl.LazyFrame | None = None
     source_files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     text_attribute: str = "title"

@@ -67,15 +67,13 @@ def load(raw_dir: Path, options: dict[str, Any]) -> RawTables:
     events = _positive_events(behaviors, shown, notes)
     _report_coverage(behaviors, shown, items, notes)
 
-    impressions = (
-        shown.lazy()
-        .join(behaviors.lazy().select("line", "history"), on="line", how="left",
-              maintain_order="left")
-        .select("user_key", "impression", "ts", "history", "item_key", "label")
-    )
+    # The history is given once per impression, not copied onto each of its shown items.
+    impressions = shown.lazy().select("user_key", "impression", "ts", "item_key", "label")
+    histories = behaviors.lazy().select("impression", "history")
     return RawTables(items=items, events=events.lazy(), negatives="impressions",
-                     impressions=impressions, source_files=[news_path, behaviors_path],
-                     notes=notes, text_attribute="title")
+                     impressions=impressions, impression_histories=histories,
+                     source_files=[news_path, behaviors_path], notes=notes,
+                     text_attribute="title")
 
 
 def _split_folder(raw_dir: Path, notes: list[str]) -> Path:
