@@ -246,8 +246,10 @@ def _ctr_rows(mode, positives, events, impressions, histories, key_to_id, users,
             .select("user_id", "item_id")
             .group_by("user_id", maintain_order=True).tail(MAX_REAL_NEGATIVES)
         )
-        neg_rows = eligible.select("user_id").join(neg, on="user_id").with_columns(
-            pl.lit(0, pl.Int8).alias("label"))
+        # maintain_order: the negatives' order must not depend on the join's threading.
+        neg_rows = eligible.select("user_id").join(
+            neg, on="user_id", maintain_order="right"
+        ).with_columns(pl.lit(0, pl.Int8).alias("label"))
         # A user needs both labels to have a group AUC.
         with_neg = neg_rows.select("user_id").unique()
         pos_rows = pos_rows.join(with_neg, on="user_id", how="semi")
