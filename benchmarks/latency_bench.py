@@ -1,9 +1,10 @@
-"""Per-sample CPU latency of the learned models against the paper, and CTR training throughput.
+"""Per-sample CPU latency of the learned models against the paper, and training throughput.
 
     python benchmarks/latency_bench.py [--section ctr] [--samples 1000] [--repeat 3]
 
-1. Training throughput (rows/s) of DCNv2 on CPU at the paper's batch size 5000, and the peak
-   resident memory of the process (measured first, so the peak is the training's).
+1. Training throughput (rows/s) of DCNv2 (the paper's batch size 5000) and SASRec-3L (batch
+   256) on CPU, or on CUDA when present (`--device`), with peak resident memory (measured first,
+   so the peak is the training's) and, on a GPU, peak GPU memory and sampled utilisation.
 2. Latency, the run protocol itself (`recbench.latency.measure`: batch 1, 1 thread, warm-up rows,
    then raw test row -> score, history lookup and item vectors included), on generated rows
    whose histories hold exactly 20 items (RecBench §4.3's cap), item vectors of d = 64. Each case
@@ -201,23 +202,58 @@ def peak_rss_mb() -> float:
 
 
 def training_throughput(args: argparse.Namespace) -> None:
-    """DCNv2 rows/s at batch 5000; run before the latency sections, so the process's peak
-    resident memory is this training's (data, model, optimiser, activations)."""
-    data = ctr_data(args)
-    cls = MODELS.load("DCNv2")
+    """Training rows/s of DCNv2 (batch 5000) and SASRec-3L (batch 256, RecBench §4.3) on
+    `--device`; run before the latency sections, so the process's peak resident memory is the
+    training's (data, model, optimiser, activations). On CUDA the peak GPU memory and the GPU
+    utilisation sampled during training are printed too."""
     epochs = 2
-    cfg = cls.Config(epochs=epochs, patience=epochs, batch_size=5000)  # RecBench §4.3
-    rss_before = peak_rss_mb()
-    start = time.perf_counter()
-    model = cls(cfg, RunContext(seed=0))
-    model.fit(data)
-    seconds = time.perf_counter() - start
-    rows = data.train.height * epochs
-    print(f"\nDCNv2 training on CPU ({torch.get_num_threads()} torch threads): {rows:,} rows "
-          f"({epochs} epochs of {data.train.height:,}, batch 5000, validation included) in "
-          f"{seconds:.1f} s = {rows / seconds:,.0f} rows/s")
-    print(f"peak resident memory: {peak_rss_mb():,.0f} MiB (after generating the data, before "
-          f"training: {rss_before:,.0f} MiB)")
+    for name, data_fn, batch in (("DCNv2", ctr_data, 5000), ("SASRec-3L", seq_data, 256)):
+        data = data_fn(args)
+        cls = MODELS.load(name)
+        cfg = cls.Config(epochs=epochs, patience=epochs, batch_size=batch)
+        rss_before = peak_rss_mb()
+        if args.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        util = GpuUtilisation() if args.device == "cuda" else None
+        start = time.perf_counter()
+        model = cls(cfg, RunContext(seed=0, device=args.device))
+        model.fit(data)
+        seconds = time.perf_counter() - start
+        rows = data.train.height * epochs
+        print(f"\n{name} training on {args.device} ({torch.get_num_threads()} torch threads): "
+              f"{rows:,} rows ({epochs} epochs of {data.train.height:,}, batch {batch}, "
+              f"validation included) in {seconds:.1f} s = {rows / seconds:,.0f} rows/s")
+        print(f"peak resident memory: {peak_rss_mb():,.0f} MiB (before training: "
+              f"{rss_before:,.0f} MiB)")
+        if util is not None:
+            print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:,.0f} MiB, "
+                  f"GPU utilisation {util.stop()}")
+
+
+class GpuUtilisation:
+    """Samples `torch.cuda.utilization()` (NVML) every 0.1 s in a thread until `stop()`."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.samples: list[float] = []
+        self._done = threading.Event()
+
+        def loop() -> None:
+            while not self._done.wait(0.1):
+                try:
+                    self.samples.append(float(torch.cuda.utilization()))
+                except Exception:  # noqa: BLE001 - NVML missing: report "n/a"
+                    return
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> str:
+        self._done.set()
+        self._thread.join()
+        if not self.samples:
+            return "n/a (NVML unavailable)"
+        return f"mean {np.mean(self.samples):.0f}%, max {max(self.samples):.0f}%"
 
 
 def main() -> None:
@@ -228,6 +264,8 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--train-rows", type=int, default=20_000)
     parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="where training throughput runs (latency is always CPU)")
     args = parser.parse_args()
 
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "

@@ -298,6 +298,21 @@ def test_openai_text_from_another_models_settings(monkeypatch):
     assert local.api.model == "m" and local.api.base_url == ob.DEFAULT_BASE_URL
 
 
+def test_group_e_routes_api_settings_to_the_client(no_key):
+    # `recbench run --group E --model openai:NAME --set base_url=...`: the flat keys land in
+    # LLM-text's config and reach the OpenAI client it delegates to.
+    from recbench.core.config import resolve
+    from recbench.models.base import RunContext
+    from recbench.models.llm.text_ctr import LLMText, LLMTextConfig
+
+    cfg = resolve({"model": LLMTextConfig},
+                  {"backbone": "openai:SmolLM2", "base_url": "http://127.0.0.1:9/v1",
+                   "concurrency": 3})["model"]
+    model = LLMText(cfg, RunContext(seed=0))
+    assert (model._api.api.base_url, model._api.api.model, model._api.api.concurrency) == \
+        ("http://127.0.0.1:9/v1", "SmolLM2", 3)
+
+
 def test_openai_text_fails_fast_without_key(no_key):
     from recbench.models.base import RunContext
 

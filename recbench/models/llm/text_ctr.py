@@ -35,6 +35,7 @@ from recbench.core.errors import ConfigError, RecbenchError
 from recbench.models.base import Recommender, RunContext, TaskData
 from recbench.models.llm.backbones import load_backbone, source_of
 from recbench.models.llm.catalog import OPENAI_PREFIX, LLMEntry, resolve
+from recbench.models.llm.openai_backend import APISettings
 from recbench.models.llm.prompts import (
     MAX_HISTORY,
     TEMPLATE,
@@ -58,8 +59,12 @@ ADAPTER_META = "recbench_adapter.json"
 HEAD_FILE = "cls_head.pt"
 
 
-class LLMTextConfig(TrainConfig):
-    """Settings of `LLM-text` (training defaults: RecBench §4.3 for LLMs under 7B)."""
+class LLMTextConfig(TrainConfig, APISettings):
+    """Settings of `LLM-text` (training defaults: RecBench §4.3 for LLMs under 7B).
+
+    The `APISettings` fields (`base_url`, `api_model`, `concurrency`, ...) reach the client when
+    the backbone is served over an API (`gpt-3.5`, `openai:NAME`); the hf path ignores them.
+    """
 
     backbone: str = "smollm2-135m"  # a catalog alias, hf:ORG/NAME, ORG/NAME or a local folder
     mode: Literal["zero-shot", "finetune"] = "zero-shot"
@@ -377,19 +382,10 @@ class LLMText(Recommender):
 def _api_model(backbone: str, backend: str, config: LLMTextConfig, ctx: RunContext
                ) -> Recommender:
     """The group-E model of an API backbone (`openai` catalog entries, `openai:NAME`):
-    zero-shot only, with the backend's default server settings (for others, run the backend's
-    own model)."""
+    zero-shot only, with the `APISettings` fields of `config` (`--set base_url=...`)."""
     if config.mode != "zero-shot":
         raise ConfigError(f"backbone {backbone!r} is served over the {backend} API: it can "
                           "only be scored zero-shot (drop --mode finetune)")
-    try:
-        from recbench.models.llm import openai_backend
-    except ImportError as err:
-        raise RecbenchError(f"backbone {backbone!r} needs the {backend} backend "
-                            "(recbench.models.llm.openai_backend), which is not available: "
-                            f"{err}") from None
-    model_cls = getattr(openai_backend, "OpenAIText", None)
-    if model_cls is None:
-        raise RecbenchError(f"backbone {backbone!r} needs the {backend} backend's OpenAIText "
-                            "model, which this version lacks")
-    return model_cls(model_cls.Config(backbone=backbone), ctx)
+    from recbench.models.llm.openai_backend import OpenAIText
+
+    return OpenAIText.from_settings(backbone, config, ctx)
