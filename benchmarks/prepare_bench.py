@@ -12,7 +12,9 @@ cached under --root:
 
 Then `recbench.data.prepare.prepare(size="paper")` and `benchmarks/pandas_protocol.py` run on the
 same files, each in a fresh subprocess (peak RSS from `os.wait4` of that child), and a table of
-seconds, peak RSS and ratios is printed. The split row/user counts of the two are compared.
+seconds, peak RSS and ratios is printed. The split row/user counts of the two are compared, and
+recbench's `content_hash` (the hash of its Parquet files) is printed, so that a speed change can
+be checked to leave the output byte-identical.
 
     python benchmarks/prepare_bench.py                          # 1M and 10M, mind and amazon
     python benchmarks/prepare_bench.py --scales 1e6 --layouts mind
@@ -265,6 +267,7 @@ def child(impl: str, layout: str, raw: Path, out: Path, profile: Path | None) ->
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     stages: list[tuple[float, str]] = []
+    content_hash: list[str] = []
     # (The pandas child never imports polars, so its peak RSS is pandas' alone.)
     if impl == "recbench":
         from recbench.data.prepare import prepare
@@ -273,10 +276,13 @@ def child(impl: str, layout: str, raw: Path, out: Path, profile: Path | None) ->
             result = prepare(DATASET_NAME[layout], raw=raw, size="paper", seed=SEED, home=out,
                              force=True, show_progress=False,
                              stage=lambda msg: stages.append((time.perf_counter() - t0, msg)))
-            return {rel: {"rows": v["rows"], "users": v["users"]}
-                    for task in ("ctr", "seq")
-                    for rel, v in ((f"{task}/{k}", v)
-                                   for k, v in result.manifest["stats"][task].items())}
+            counts = {rel: {"rows": v["rows"], "users": v["users"]}
+                      for task in ("ctr", "seq")
+                      for rel, v in ((f"{task}/{k}", v)
+                                     for k, v in result.manifest["stats"][task].items())}
+            # The dataset version (hash of the Parquet files): equal runs wrote equal bytes.
+            content_hash.append(result.manifest["content_hash"])
+            return counts
     else:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from pandas_protocol import prepare_pandas
@@ -301,7 +307,8 @@ def child(impl: str, layout: str, raw: Path, out: Path, profile: Path | None) ->
     marks = [*stages, (seconds, "end")]
     stage_secs = {msg.split(" from ")[0].split(" /")[0]: round(marks[i + 1][0] - t, 2)
                   for i, (t, msg) in enumerate(marks[:-1])}
-    return {"seconds": seconds, "stages": stage_secs, "counts": counts}
+    return {"seconds": seconds, "stages": stage_secs, "counts": counts,
+            **({"content_hash": content_hash[0]} if content_hash else {})}
 
 
 def _watch(proc: subprocess.Popen, max_rss: float, timeout: float):
@@ -479,7 +486,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{impl:8s} {raw.name}: {res['seconds']:.1f} s (CPU "
                           f"{res['cpu_seconds']:.1f} s, load {res['load_before']}), peak RSS "
                           f"{gib(res['peak_rss'])} (anonymous {gib(res['peak_anon_rss'])}); "
-                          f"stages {res['stages']}", flush=True)
+                          f"stages {res['stages']}"
+                          + (f"; content_hash {res['content_hash']}" if "content_hash" in res
+                             else ""), flush=True)
             rows.append(row)
             name = f"results-{args.tag}.json" if args.tag else "results.json"
             (args.root / name).write_text(json.dumps(rows, indent=1))

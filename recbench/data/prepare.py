@@ -28,6 +28,7 @@ from recbench.data.protocol import (
     PreparedTables,
     build_splits,
 )
+from recbench.data.rawfiles import file_sha256
 
 log = logging.getLogger(__name__)
 Stage = Callable[[str], None]
@@ -142,7 +143,7 @@ def _manifest(spec, name, size, seed, options, source_files, raw_dir, files, pre
         path = Path(path)
         rel = path.relative_to(raw_dir) if path.is_relative_to(raw_dir) else path.name
         raw_files.append({"file": str(rel), "bytes": path.stat().st_size,
-                          "sha256": sha256_file(path)})
+                          "sha256": file_sha256(path)})
     params = {"protocol": PROTOCOL_VERSION, "size": size, "seed": seed, "options": options,
               "max_history": MAX_HISTORY, "sampled_negatives": N_SAMPLED_NEGATIVES,
               "max_real_negatives": MAX_REAL_NEGATIVES, "valid_fraction": VALID_FRACTION}

@@ -13,11 +13,19 @@ From `RawTables` to the frozen splits:
   training user, as the two tasks never share a model);
 - each SeqRec test row gets 100 frozen negatives (never the target or a history item).
 Everything is driven by one seeded numpy Generator, so the same input gives identical output.
+
+How it stays fast at paper scale (10M interactions on 2 cores): raw keys are turned into integer
+codes once, at the start (items by a join with the item table, users by `encode_keys`); every
+later step works on integers. The users of each split are drawn from per-user row counts
+(`np.bincount`), and the sorted sequences, histories and rows are built for the drawn users
+only (~70k of them), not for every user of the log.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import operator
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -35,6 +43,8 @@ VALID_FRACTION = 0.1
 # Real negatives kept per user (the newest): without a cap, one heavy rater can fill a whole
 # small split. RecBench's Goodreads test set has ~11.5 rows per user (2 positives + ~9.5).
 MAX_REAL_NEGATIVES = 10
+# Seed of the hashes that group raw keys (any fixed value: collisions are checked).
+_KEY_HASH_SEED = 20_240_901
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,7 @@ SIZES: dict[str, SplitSizes] = {
     "small": SplitSizes(ctr_test=2_000, ctr_finetune=10_000, seq_test=500, seq_finetune=4_000),
     "paper": SplitSizes(ctr_test=20_000, ctr_finetune=100_000, seq_test=5_000, seq_finetune=40_000),
 }
+SPLITS = ("train", "valid", "test")
 
 
 @dataclass
@@ -66,46 +77,62 @@ class PreparedTables:
     notes: list[str]
 
 
+@dataclass
+class _Log:
+    """A MIND-style impression log, with its histories as flat item tokens.
+
+    rows: user (`user_key`, later `user_id`), impression, ts, item (`item`: row of the item
+        catalog, later `item_id`), label; in source order, shown items with text only.
+    impressions: impression, hist: the impressions that kept a shown row, and their history.
+    tokens: hist, item: the entries with text of each distinct history, in history order.
+        (A MIND user's history repeats on each of the user's lines: stored once.)
+    """
+
+    rows: pl.DataFrame
+    impressions: pl.DataFrame
+    tokens: pl.DataFrame
+
+
 def build_splits(raw: RawTables, size: str, seed: int) -> PreparedTables:
     """Apply the protocol to one source's tables. See the module docstring for the rules."""
     sizes = SIZES[size]
     rng = np.random.default_rng(seed)
     notes = list(raw.notes)
 
-    items = _clean_items(raw.items, notes)
-    events = _clean_events(raw.events, items, notes)
-    impressions = histories = None
+    catalog = _clean_items(raw.items, notes).sort("item_key")
+    events = _clean_events(raw.events, catalog, notes)
+    log_ = None
     if raw.negatives == "impressions":
         if raw.impressions is None:
             raise DataError("source declared impression negatives but gave no impressions table")
-        impressions, histories = _clean_impressions(raw.impressions, raw.impression_histories,
-                                                    items, notes)
+        log_ = _clean_impressions(raw.impressions, raw.impression_histories, catalog, notes)
 
-    items, key_to_id = _assign_item_ids(items, events, histories, impressions)
+    items, events = _assign_item_ids(catalog, events, log_)
+    del catalog
     n_items = items.height
     if n_items < N_SAMPLED_NEGATIVES + MAX_HISTORY + 2:
         raise DataError(
             f"only {n_items} items with text remain after filtering; the protocol needs at least "
             f"{N_SAMPLED_NEGATIVES + MAX_HISTORY + 2} (100 sampled negatives per test row)"
         )
-    users = _user_ids(events, impressions)
-    positives = _positive_sequences(events, key_to_id, users)
+    events, log_, n_users = _assign_user_ids(events, log_)
+    positives = events.filter(pl.col("label") == 1).select("user_id", "item_id", "ts", "order")
+    n_pos = np.bincount(positives["user_id"].to_numpy(), minlength=n_users)
 
-    ctr_rows, ctr_histories = _ctr_rows(raw.negatives, positives, events, impressions, histories,
-                                        key_to_id, users, n_items, rng)
-    del impressions, histories
-    ctr = _split_by_user(ctr_rows, sizes.ctr_test, sizes.ctr_finetune, rng, "CTR", "rows", notes)
-    # Histories are attached after the split: only the kept rows (~120k) carry a list.
-    ctr = {name: _with_history(df, ctr_histories) for name, df in ctr.items()}
-    seq_rows = _seq_rows(positives)
-    seq = _split_by_user(seq_rows, sizes.seq_test, sizes.seq_finetune, rng, "SeqRec", "sequences",
-                         notes)
+    ctr = _ctr_splits(raw.negatives, events, positives, n_pos, log_, n_items, sizes, rng, notes)
+    del log_
+    seq_eligible = np.flatnonzero(n_pos >= 2)  # one sequence each
+    seq_users = _split_by_user(seq_eligible, np.ones(len(seq_eligible), dtype=np.int64),
+                               sizes.seq_test, sizes.seq_finetune, rng, "SeqRec", "sequences",
+                               notes)
+    seq_rows = _seq_rows(_sequences(positives, _mask(seq_users, n_users)))
+    seq = {name: _pick(seq_rows, ids) for name, ids in seq_users.items()}
     negatives = _sample_test_negatives(seq["test"], n_items, rng)
 
     stats = {
         "n_items": n_items,
-        "n_users": users.height,
-        "n_events": int(events.select(pl.len()).item()),
+        "n_users": n_users,
+        "n_events": events.height,
         "ctr": {name: _split_stats(df) for name, df in ctr.items()},
         "seq": {name: _split_stats(df) for name, df in seq.items()},
         "sizes_requested": asdict(sizes),
@@ -133,17 +160,25 @@ def _clean_items(items: pl.DataFrame, notes: list[str]) -> pl.DataFrame:
     return items
 
 
-def _clean_events(events: pl.LazyFrame, items: pl.DataFrame, notes: list[str]) -> pl.DataFrame:
-    """Keep events on items with text, numbered in input order for stable time ties."""
-    events = events.with_row_index("order").select(
+def _clean_events(events: pl.LazyFrame, catalog: pl.DataFrame, notes: list[str]) -> pl.DataFrame:
+    """Events on items with text: user_key, item (row of `catalog`), ts, label, order.
+
+    `order` numbers the events in input order, the tie-break of equal times.
+    """
+    events = events.select(
         pl.col("user_key").cast(pl.Utf8),
         pl.col("item_key").cast(pl.Utf8),
         pl.col("ts").cast(pl.Int64),
         pl.col("label").cast(pl.Int8),
-        pl.col("order").cast(pl.Int64),
-    )
-    total = events.select(pl.len()).collect().item()
-    kept = events.join(items.lazy().select("item_key"), on="item_key", how="semi").collect()
+    ).collect()
+    total = events.height
+    kept = events.select(
+        "user_key",
+        lookup_rows(events["item_key"], catalog["item_key"]).alias("item"),
+        "ts", "label",
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias("order"),
+    ).drop_nulls("item")
+    del events
     if kept.height < total:
         notes.append(f"dropped {total - kept.height} of {total} interactions on items without text")
     if kept.filter(pl.col("label") == 1).height == 0:
@@ -151,68 +186,211 @@ def _clean_events(events: pl.LazyFrame, items: pl.DataFrame, notes: list[str]) -
     return kept
 
 
-def _clean_impressions(imps: pl.LazyFrame, histories: pl.LazyFrame | None, items: pl.DataFrame,
-                       notes: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Impression rows on items with text, and one history per remaining impression."""
+def _clean_impressions(imps: pl.LazyFrame, histories: pl.LazyFrame | None,
+                       catalog: pl.DataFrame, notes: list[str]) -> _Log:
+    """Impression rows on items with text, and one history per remaining impression.
+
+    History entries without text are left out here (they never reach a history list).
+    """
     imps = imps.collect()
     if histories is None:
         # The history rides on every shown row: keep it once per impression.
         histories = imps.lazy().select("impression", "history")
         imps = imps.drop("history")
-    keys = items.select("item_key")
     before = imps.height
-    imps = imps.join(keys, on="item_key", how="semi")
-    # History items without text are dropped later, when histories are mapped to ids.
-    histories = (
-        histories.unique("impression", keep="first", maintain_order=True).collect()
-        .join(imps.select("impression").unique(), on="impression", how="semi",
-              maintain_order="left")
-    )
+    imps = imps.select(
+        "user_key", "impression", "ts",
+        lookup_rows(imps["item_key"], catalog["item_key"]).alias("item"),
+        "label",
+    ).drop_nulls("item")
+    histories = histories.collect()
+    # Equal lists (a MIND user's history repeats on each of the user's lines) are looked up once.
+    (hist,), lists = encode_keys([histories["history"]], sort=False)
+    impression = histories["impression"]
+    kept = impression.is_first_distinct() & impression.is_in(imps["impression"].unique().implode())
+    histories = pl.DataFrame([impression, pl.Series("hist", hist)]).filter(kept)
+    referenced = np.zeros(len(lists), dtype=bool)
+    referenced[histories["hist"].to_numpy()] = True
+    tokens = pl.DataFrame({
+        "hist": np.repeat(np.arange(len(lists), dtype=np.uint32),
+                          lists.list.len().fill_null(0).to_numpy()),
+        "item": lookup_rows(lists.explode(empty_as_null=False, keep_nulls=False),
+                            catalog["item_key"]),
+    })
+    tokens = tokens.filter(pl.Series(referenced).gather(tokens["hist"])).drop_nulls("item")
     if imps.height < before:
         notes.append(f"dropped {before - imps.height} of {before} impression rows on items "
                      "without text")
-    return imps, histories
+    return _Log(imps, histories, tokens)
 
 
-def _assign_item_ids(items, events, histories, impressions) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Dense ids over the items that occur anywhere, sorted by raw key (deterministic)."""
-    used = events.select("item_key")
-    if impressions is not None:
-        used = pl.concat([
-            used,
-            impressions.select("item_key"),
-            histories.select(pl.col("history").explode().alias("item_key")).drop_nulls(),
-        ])
-    used = used.unique()
+# --- raw keys -> integer codes (also used by the sources) ---------------------------------------
+
+def lookup_rows(keys: pl.Series, dictionary: pl.Series) -> pl.Series:
+    """The row of each key in `dictionary` (distinct strings), null where it is absent.
+
+    Keys are matched by hash (a third faster than matching the strings), then each match is
+    checked against the dictionary's string, so a hash collision sends the work to the exact
+    string join. Consecutive equal keys (a file grouped by item) are looked up once.
+    """
+    keys = keys.cast(pl.Utf8)
+    dictionary = dictionary.cast(pl.Utf8)
+    starts = _run_starts(keys)
+    heads = keys if starts is None else keys.gather(starts)
+    hashes = _key_hash(dictionary)
+    rows = None
+    if hashes.n_unique() == len(hashes):
+        rows = (
+            _key_hash(heads).to_frame("key")
+            .join(hashes.to_frame("key").with_row_index("row"), on="key", how="left",
+                  maintain_order="left")
+            .get_column("row")
+        )
+        rows = pl.select(pl.when(heads.is_not_null()).then(rows)).to_series()
+        if not (dictionary.gather(rows) == heads).fill_null(True).all():
+            rows = None
+    if rows is None:
+        log.warning("hash collision among the keys: matching the strings instead")
+        rows = (
+            heads.to_frame("key")
+            .join(dictionary.to_frame("key").with_row_index("row"), on="key", how="left",
+                  maintain_order="left")
+            .get_column("row")
+        )
+    return rows if starts is None else rows.gather(_run_of_row(starts, len(keys)))
+
+
+def encode_keys(columns: list[pl.Series], *, sort: bool = True
+                ) -> tuple[list[np.ndarray], pl.Series]:
+    """Integer codes for the distinct values of `columns` together, and those values.
+
+    Returns (codes of each column, as uint32 numpy arrays; the distinct values, so that
+    `values[code]` is the value). With `sort`, codes follow the values' sorted order (null
+    first), else an arbitrary but deterministic one. Values are hashed once and grouped by hash;
+    every row is then compared with its group's value, so a hash collision cannot merge two
+    values: it sends the work to an exact (slower) path.
+    """
+    columns = [c if c.dtype.is_nested() else c.cast(pl.Utf8) for c in columns]
+    runs = [_run_starts(c) for c in columns]
+    heads = pl.concat([c if r is None else c.gather(r)
+                       for c, r in zip(columns, runs, strict=True)])
+    group = (_key_hash(heads).rank("dense") - 1).to_numpy()
+    n = int(group.max()) + 1 if len(group) else 0
+    first = np.empty(n, dtype=np.int64)
+    first[group] = np.arange(len(group))  # any member of the group will do
+    values = heads.gather(first)
+    if sort:
+        # The gathered strings still point into the buffers of all rows, scattered: sorting a
+        # compact copy is 3-4x faster at 10M rows.
+        values = pl.from_arrow(values.to_arrow(compat_level=pl.CompatLevel.oldest()))
+        lex = values.arg_sort().to_numpy()  # null first, as `sort` puts it
+        rank = np.empty(n, dtype=np.uint32)
+        rank[lex] = np.arange(n, dtype=np.uint32)
+        codes = rank[group]
+        values = values.gather(lex)
+    else:
+        codes = group.astype(np.uint32, copy=False)
+    if not values.gather(codes).eq_missing(heads).all():
+        log.warning("hash collision among %d keys: encoding them exactly", n)
+        values = heads.unique(maintain_order=not sort)
+        values = values.sort() if sort else values
+        codes = (heads.to_frame("key")
+                 .join(values.to_frame("key").with_row_index("code"), on="key", how="left",
+                       maintain_order="left", nulls_equal=True)["code"].to_numpy())
+    out, offset = [], 0
+    for col, starts in zip(columns, runs, strict=True):
+        size = len(col) if starts is None else len(starts)
+        part = codes[offset:offset + size]
+        offset += size
+        out.append(part if starts is None else part[_run_of_row(starts, len(col))])
+    return out, values
+
+
+def repeated_rows(df: pl.DataFrame, subset: list[str], *, order_by: str | None = None
+                  ) -> pl.Series | None:
+    """A boolean mask of the rows whose `subset` values occurred before (None when none did).
+
+    "Before" is frame order, or `order_by` order with ties in frame order. Only rows whose hash
+    of `subset` occurs twice can repeat (found by sorting the hashes: at 10M rows the cheapest
+    way); the exact comparison runs on those few rows, so a hash collision is harmless.
+    """
+    pair = functools.reduce(operator.xor, [_key_hash(df[c], salt=k)
+                                           for k, c in enumerate(subset)])
+    ordered = pair.sort()
+    twice = ordered.filter(ordered == ordered.shift(1))
+    if twice.len() == 0:
+        return None
+    candidates = df.with_row_index("row").filter(pair.is_in(twice.unique().implode()))
+    if order_by is not None:
+        candidates = candidates.sort(order_by, maintain_order=True)
+    first = candidates.unique(subset, keep="first")["row"]
+    if len(first) == candidates.height:
+        return None
+    repeated = np.zeros(df.height, dtype=bool)
+    repeated[candidates["row"].to_numpy()] = True
+    repeated[first.to_numpy()] = False  # the first of each is kept
+    return pl.Series("repeated", repeated)
+
+
+def _key_hash(values: pl.Series, salt: int = 0) -> pl.Series:
+    """A 64-bit hash per value (the one place keys are hashed; tests replace it to collide)."""
+    return values.hash(_KEY_HASH_SEED + salt)
+
+
+def _run_starts(keys: pl.Series) -> np.ndarray | None:
+    """Start of each run of equal consecutive keys, or None when runs are too short to pay."""
+    if len(keys) < 2 or keys.dtype.is_nested():
+        return None
+    change = keys.ne_missing(keys.shift(1))
+    if change.sum() > len(keys) // 2:
+        return None
+    return np.concatenate([[0], change.slice(1).arg_true().to_numpy() + 1])
+
+
+def _run_of_row(starts: np.ndarray, n: int) -> np.ndarray:
+    return np.repeat(np.arange(len(starts)), np.diff(np.append(starts, n)))
+
+
+def _assign_item_ids(catalog: pl.DataFrame, events: pl.DataFrame, log_: _Log | None
+                     ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Dense ids over the items that occur anywhere, sorted by raw key (deterministic).
+
+    `catalog` is sorted by key; `item` columns (catalog rows) become `item_id`, in place for
+    the log.
+    """
+    used = np.zeros(catalog.height, dtype=bool)
+    used[events["item"].to_numpy()] = True
+    if log_ is not None:
+        used[log_.rows["item"].to_numpy()] = True
+        used[log_.tokens["item"].to_numpy()] = True
+    id_of_row = pl.Series(np.cumsum(used, dtype=np.int64) - 1, dtype=pl.Int32)
     items = (
-        items.join(used, on="item_key", how="semi")
-        .sort("item_key")
+        catalog.filter(pl.Series(used))
         .with_row_index("item_id")
         .with_columns(pl.col("item_id").cast(pl.Int32))
     )
-    return items, items.select("item_key", "item_id")
+
+    def ids(df: pl.DataFrame) -> pl.DataFrame:
+        return df.with_columns(id_of_row.gather(df["item"]).alias("item")).rename(
+            {"item": "item_id"})
+
+    if log_ is not None:
+        log_.rows, log_.tokens = ids(log_.rows), ids(log_.tokens)
+    return items, ids(events)
 
 
-def _user_ids(events: pl.DataFrame, impressions: pl.DataFrame | None) -> pl.DataFrame:
-    keys = events.select("user_key")
-    if impressions is not None:
-        keys = pl.concat([keys, impressions.select("user_key")])
-    return (
-        keys.unique().sort("user_key").with_row_index("user_id")
-        .with_columns(pl.col("user_id").cast(pl.Int32))
-    )
-
-
-def _positive_sequences(events, key_to_id, users) -> pl.DataFrame:
-    """One row per user: `items`, the user's positives oldest first."""
-    return (
-        events.filter(pl.col("label") == 1)
-        .join(key_to_id, on="item_key")
-        .join(users, on="user_key")
-        .sort("user_id", "ts", "order")
-        .group_by("user_id", maintain_order=True)
-        .agg(pl.col("item_id").alias("items"))
-    )
+def _assign_user_ids(events: pl.DataFrame, log_: _Log | None
+                     ) -> tuple[pl.DataFrame, _Log | None, int]:
+    """Dense user ids over the users of the events and impressions, sorted by raw key."""
+    columns = [events["user_key"]] + ([] if log_ is None else [log_.rows["user_key"]])
+    codes, keys = encode_keys(columns)
+    n_users = len(keys)
+    events = events.drop("user_key").insert_column(
+        0, pl.Series("user_id", codes[0]).cast(pl.Int32))
+    if log_ is not None:
+        log_.rows = log_.rows.drop("user_key").insert_column(
+            0, pl.Series("user_id", codes[1]).cast(pl.Int32))
+    return events, log_, n_users
 
 
 # --- rows ---------------------------------------------------------------------------------------
@@ -222,69 +400,140 @@ def _last_history(items: pl.Expr, drop_last: int) -> pl.Expr:
     return items.list.head(items.list.len() - drop_last).list.tail(MAX_HISTORY)
 
 
-def _ctr_rows(mode, positives, events, impressions, histories, key_to_id, users, n_items, rng):
-    """CTR rows (user_id, hist_key, item_id, label) and their histories (hist_key, history).
+def _mask(users: dict[str, np.ndarray], n_users: int) -> np.ndarray:
+    mask = np.zeros(n_users, dtype=bool)
+    for ids in users.values():
+        mask[ids] = True
+    return mask
 
-    The history is kept apart, keyed by user (sampled, real) or impression (impressions), and
-    attached by `_with_history` once the users are split: sorting and filtering millions of
-    rows that each carry a list is what made `prepare` slow and memory-hungry.
+
+def _of_users(df: pl.DataFrame, mask: np.ndarray | None) -> pl.DataFrame:
+    """The rows of `df` whose user is in `mask` (all rows for None)."""
+    if mask is None:
+        return df
+    return df.filter(pl.Series(mask).gather(df["user_id"]))
+
+
+def _sequences(events: pl.DataFrame, mask: np.ndarray | None) -> pl.DataFrame:
+    """One row per user (of `mask`): `items`, the user's events oldest first (ties: order)."""
+    return (
+        _of_users(events, mask)
+        .sort("user_id", "ts", "order")
+        .group_by("user_id", maintain_order=True)
+        .agg(pl.col("item_id").alias("items"))
+    )
+
+
+def _pick(rows: pl.DataFrame, ids: np.ndarray) -> pl.DataFrame:
+    keep = pl.Series("user_id", np.sort(ids), dtype=pl.Int32)
+    return rows.filter(pl.col("user_id").is_in(keep.implode()))
+
+
+def _ctr_splits(mode, events, positives, n_pos, log_, n_items, sizes, rng, notes
+                ) -> dict[str, pl.DataFrame]:
+    """The CTR train/valid/test rows (user_id, history, item_id, label).
+
+    Users are drawn from per-user row counts; rows and histories are then built for the drawn
+    users only. (Sorting millions of rows that each carry a list is what once made `prepare`
+    slow and memory-hungry.)
     """
+    n_users = len(n_pos)
     if mode == "impressions":
-        return _ctr_rows_from_impressions(impressions, histories, key_to_id, users)
-    # Users need at least one history item besides the two held-out positives.
-    eligible = positives.filter(pl.col("items").list.len() >= 3).with_columns(
+        rows, impression_histories = _impression_rows(log_)
+        counts = np.bincount(rows["user_id"].to_numpy(), minlength=n_users)
+    elif mode == "real":
+        negatives = events.filter(pl.col("label") == 0).select("user_id", "item_id", "ts",
+                                                                "order")
+        n_neg = np.bincount(negatives["user_id"].to_numpy(), minlength=n_users)
+        # Users need a history item besides the two held-out positives, and a negative so that
+        # the user has both labels (a group AUC).
+        counts = np.where((n_pos >= 3) & (n_neg >= 1),
+                          2 + np.minimum(n_neg, MAX_REAL_NEGATIVES), 0)
+    elif mode == "sampled":
+        # The sampled negatives draw from the generator before the split: every eligible user.
+        eligible = _sequences(positives, n_pos >= 3)
+        rows, hists = _sampled_rows(eligible, n_items, rng)
+        counts = np.bincount(rows["user_id"].to_numpy(), minlength=n_users)
+    else:
+        raise DataError(f"unknown negative mode {mode!r}")
+    users = _split_by_user(np.flatnonzero(counts), counts[counts > 0], sizes.ctr_test,
+                           sizes.ctr_finetune, rng, "CTR", "rows", notes)
+    mask = _mask(users, n_users)
+    if mode == "real":
+        rows, hists = _real_rows(_sequences(positives, mask), _of_users(negatives, mask))
+    elif mode == "impressions":
+        rows = _of_users(rows, mask).sort("user_id", "ts", "impression", "pos").select(
+            "user_id", pl.col("impression").alias("hist_key"), "item_id", "label")
+        hists = impression_histories(rows["hist_key"])
+    # Histories are attached after the split: only the kept rows (~120k) carry a list.
+    return {name: _with_history(_pick(rows, ids), hists) for name, ids in users.items()}
+
+
+def _real_rows(eligible: pl.DataFrame, negatives: pl.DataFrame):
+    """Last 2 positives + the newest real negatives of each user (the users all have both)."""
+    eligible = eligible.with_columns(
         _last_history(pl.col("items"), 2).alias("history"),
         pl.col("items").list.tail(2).alias("pos"),
     )
     pos_rows = eligible.select("user_id", pl.col("pos").alias("item_id")).explode(
         "item_id").with_columns(pl.lit(1, pl.Int8).alias("label"))
-    if mode == "real":
-        neg = (
-            events.filter(pl.col("label") == 0)
-            .join(key_to_id, on="item_key").join(users, on="user_key")
-            .sort("user_id", "ts", "order")
-            .select("user_id", "item_id")
-            .group_by("user_id", maintain_order=True).tail(MAX_REAL_NEGATIVES)
-        )
-        # maintain_order: the negatives' order must not depend on the join's threading.
-        neg_rows = eligible.select("user_id").join(
-            neg, on="user_id", maintain_order="right"
-        ).with_columns(pl.lit(0, pl.Int8).alias("label"))
-        # A user needs both labels to have a group AUC.
-        with_neg = neg_rows.select("user_id").unique()
-        pos_rows = pos_rows.join(with_neg, on="user_id", how="semi")
-    elif mode == "sampled":
-        neg_items = _sample_unseen(eligible["items"], 2, n_items, rng)
-        neg_rows = eligible.select("user_id").with_columns(
-            pl.Series("item_id", neg_items).cast(pl.List(pl.Int32))).explode("item_id")
-        neg_rows = neg_rows.with_columns(pl.lit(0, pl.Int8).alias("label"))
-    else:
-        raise DataError(f"unknown negative mode {mode!r}")
-    rows = pl.concat([pos_rows.select(neg_rows.columns), neg_rows])
-    rows = rows.sort("user_id", maintain_order=True).select(
-        "user_id", pl.col("user_id").cast(pl.Int64).alias("hist_key"), "item_id", "label")
+    neg_rows = (
+        negatives.sort("user_id", "ts", "order")
+        .select("user_id", "item_id")
+        .group_by("user_id", maintain_order=True).tail(MAX_REAL_NEGATIVES)
+        .with_columns(pl.lit(0, pl.Int8).alias("label"))
+    )
+    rows = _keyed_by_user(pl.concat([pos_rows.select(neg_rows.columns), neg_rows]))
     hists = eligible.select(pl.col("user_id").cast(pl.Int64).alias("hist_key"), "history")
     return rows, hists
 
 
-def _ctr_rows_from_impressions(imps, histories, key_to_id, users):
-    hists = (
-        histories.explode("history").rename({"history": "item_key"})
-        .join(key_to_id, on="item_key", how="left", maintain_order="left")
-        .group_by("impression", maintain_order=True)
-        .agg(pl.col("item_id").drop_nulls().tail(MAX_HISTORY).alias("history"))
-        .filter(pl.col("history").list.len() > 0)
-        .rename({"impression": "hist_key"})
+def _sampled_rows(eligible: pl.DataFrame, n_items: int, rng):
+    """Last 2 positives + 2 sampled unseen items of every eligible user."""
+    eligible = eligible.with_columns(
+        _last_history(pl.col("items"), 2).alias("history"),
+        pl.col("items").list.tail(2).alias("pos"),
     )
-    rows = (
-        imps.select("user_key", "impression", "ts", "item_key", "label")
-        .with_row_index("pos")
-        .join(hists.select("hist_key"), left_on="impression", right_on="hist_key", how="semi")
-        .join(key_to_id, on="item_key").join(users, on="user_key")
-        .sort("user_id", "ts", "impression", "pos")
-        .select("user_id", pl.col("impression").alias("hist_key"), "item_id", "label")
-    )
+    pos_rows = eligible.select("user_id", pl.col("pos").alias("item_id")).explode(
+        "item_id").with_columns(pl.lit(1, pl.Int8).alias("label"))
+    neg_items = _sample_unseen(eligible["items"], 2, n_items, rng)
+    neg_rows = eligible.select("user_id").with_columns(
+        pl.Series("item_id", neg_items).cast(pl.List(pl.Int32))).explode("item_id")
+    neg_rows = neg_rows.with_columns(pl.lit(0, pl.Int8).alias("label"))
+    rows = _keyed_by_user(pl.concat([pos_rows.select(neg_rows.columns), neg_rows]))
+    hists = eligible.select(pl.col("user_id").cast(pl.Int64).alias("hist_key"), "history")
     return rows, hists
+
+
+def _keyed_by_user(rows: pl.DataFrame) -> pl.DataFrame:
+    return rows.sort("user_id", maintain_order=True).select(
+        "user_id", pl.col("user_id").cast(pl.Int64).alias("hist_key"), "item_id", "label")
+
+
+def _impression_rows(log_: _Log):
+    """Impression rows whose history keeps an item with text, and a history builder.
+
+    The builder maps impression ids to (hist_key, history): the newest `MAX_HISTORY` history
+    items with text, oldest first; it runs for the impressions of the drawn users only.
+    """
+    with_history = log_.impressions.join(log_.tokens.select(pl.col("hist").unique()),
+                                         on="hist", how="semi")
+    rows = log_.rows.with_row_index("pos").join(
+        with_history.select("impression"), on="impression", how="semi", maintain_order="left")
+
+    def histories(impressions: pl.Series) -> pl.DataFrame:
+        wanted = with_history.join(impressions.unique().to_frame("impression"), on="impression",
+                                   how="semi")
+        lists = (
+            log_.tokens.join(wanted.select(pl.col("hist").unique()), on="hist", how="semi",
+                             maintain_order="left")
+            .group_by("hist", maintain_order=True)
+            .agg(pl.col("item_id").tail(MAX_HISTORY).alias("history"))
+        )
+        return wanted.join(lists, on="hist").select(pl.col("impression").alias("hist_key"),
+                                                    "history")
+
+    return rows, histories
 
 
 def _with_history(rows: pl.DataFrame, histories: pl.DataFrame) -> pl.DataFrame:
@@ -311,15 +560,19 @@ def _seq_rows(positives: pl.DataFrame) -> pl.DataFrame:
 
 # --- splitting and sampling -----------------------------------------------------------------
 
-def _split_by_user(rows, test_target, finetune_target, rng, task, unit, notes):
-    """User-disjoint test / train / valid splits, filled user by user in a seeded order."""
-    per_user = rows.group_by("user_id").len().sort("user_id")
-    if per_user.height < 3:
-        raise DataError(f"{task}: only {per_user.height} users qualify; need at least 3 "
+def _split_by_user(user_ids: np.ndarray, counts: np.ndarray, test_target: int,
+                   finetune_target: int, rng, task: str, unit: str, notes: list[str]
+                   ) -> dict[str, np.ndarray]:
+    """User-disjoint test / train / valid users, filled user by user in a seeded order.
+
+    `user_ids` (ascending) are the users with rows, `counts` their row counts.
+    """
+    if len(user_ids) < 3:
+        raise DataError(f"{task}: only {len(user_ids)} users qualify; need at least 3 "
                         "(each needs 3 positives for CTR or 2 for SeqRec)")
-    order = rng.permutation(per_user.height)
-    users = per_user["user_id"].to_numpy()[order]
-    counts = per_user["len"].to_numpy()[order]
+    order = rng.permutation(len(user_ids))
+    users = user_ids[order]
+    counts = np.asarray(counts)[order]
     cum = np.cumsum(counts)
     total = int(cum[-1])
     wanted = test_target + finetune_target
@@ -336,14 +589,7 @@ def _split_by_user(rows, test_target, finetune_target, rng, task, unit, notes):
     test_users = users[:n_test]
     fine_users = users[n_test:n_test + n_fine]
     n_valid = max(1, round(len(fine_users) * VALID_FRACTION))
-    valid_users = fine_users[:n_valid]
-    train_users = fine_users[n_valid:]
-
-    def pick(ids: np.ndarray) -> pl.DataFrame:
-        keep = pl.Series("user_id", np.sort(ids), dtype=pl.Int32)
-        return rows.filter(pl.col("user_id").is_in(keep.implode()))
-
-    return {"train": pick(train_users), "valid": pick(valid_users), "test": pick(test_users)}
+    return {"train": fine_users[n_valid:], "valid": fine_users[:n_valid], "test": test_users}
 
 
 def _sample_unseen(seen: pl.Series, k: int, n_items: int, rng: np.random.Generator) -> np.ndarray:

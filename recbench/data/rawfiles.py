@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
 
 from recbench.core.errors import DataError, MissingRawFilesError
+from recbench.core.hashing import sha256_file
 
 log = logging.getLogger(__name__)
+
+# sha256 of files read whole by this module, keyed by (path, size, mtime): the manifest's hash
+# of a multi-GB raw file then costs no second pass over it.
+_DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
 def find_file(raw_dir: Path, *names: str, required: bool = True) -> Path | None:
@@ -33,14 +40,86 @@ def find_file(raw_dir: Path, *names: str, required: bool = True) -> Path | None:
 
 
 def last_line_state(path: Path) -> tuple[bool, int]:
-    """(ends with a newline, number of lines) of a text file, read in binary chunks."""
+    """(ends with a newline, number of lines) of a text file, read in binary chunks.
+
+    The file's sha256 is computed on the way (see `file_sha256`).
+    """
     lines, last = 0, b"\n"
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 22):
-            lines += block.count(b"\n")
-            last = block[-1:]
+    for block in _hashed_blocks(path, 1 << 22):
+        lines += block.count(b"\n")
+        last = block[-1:]
     ends_nl = last == b"\n"
     return ends_nl, lines + (0 if ends_nl else 1)
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file; free when this module has just read the whole file."""
+    key = _digest_key(path)
+    digest = _DIGESTS.get(key)
+    if digest is None:
+        digest = _DIGESTS[key] = sha256_file(path)
+    return digest
+
+
+def _digest_key(path: Path) -> tuple[str, int, int]:
+    stat = path.stat()
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+
+
+def _hashed_blocks(path: Path, size: int, whole_lines: bool = False) -> Iterator[bytes]:
+    """The bytes of `path` in blocks of about `size`; its sha256 is recorded once all were read.
+
+    With `whole_lines`, a block ends after its last newline (or at the end of the file): the
+    partial line after it is read again as the start of the next block (and hashed once). The
+    hash runs in a worker thread (hashlib releases the GIL), beside the caller's parsing.
+    """
+    key = _digest_key(path)
+    digest = hashlib.sha256()
+    with ThreadPoolExecutor(1) as pool, open(path, "rb") as fh:
+        pending: Future | None = None
+        hashed = 0  # the file's first `hashed` bytes went to the hash
+        while True:
+            start = fh.tell()
+            block = fh.read(size)
+            if not block:
+                break
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(digest.update, memoryview(block)[hashed - start:])
+            hashed = start + len(block)
+            if whole_lines and len(block) == size:
+                cut = block.rfind(b"\n") + 1
+                if 0 < cut < len(block):
+                    fh.seek(start + cut)
+                    block = block[:cut]
+            yield block
+        if pending is not None:
+            pending.result()
+    if _digest_key(path) == key:  # unchanged while read
+        _DIGESTS[key] = digest.hexdigest()
+
+
+def line_blocks(path: Path, size: int = 1 << 24) -> Iterator[bytes]:
+    """A text file as blocks of whole lines (about `size` bytes each), read once, hashed on the way.
+
+    Parsing block by block keeps a multi-GB file out of memory: reading it whole (or memory-
+    mapping it, as polars does) would count the entire file in the process's resident memory.
+    A line longer than `size` arrives in pieces: the parser then fails and the caller falls back.
+    """
+    return _hashed_blocks(path, size, whole_lines=True)
+
+
+def read_ndjson_blocks(path: Path, schema: dict[str, pl.DataType],
+                       block_size: int = 1 << 24) -> pl.DataFrame:
+    """The `schema` fields of a plain JSON-lines file, parsed by polars block by block.
+
+    Absent fields are null; a value polars cannot read as its type raises a polars error (the
+    caller decides how to report it). See `line_blocks` for why blocks.
+    """
+    parts = [pl.read_ndjson(block, schema=schema) for block in line_blocks(path, block_size)]
+    if not parts:
+        return pl.DataFrame(schema=schema)
+    return pl.concat(parts, rechunk=False)
 
 
 def read_csv_checked(
@@ -97,8 +176,12 @@ def read_csv_checked(
         raise DataError(f"{path}: malformed data at {where} (expected columns "
                         f"{_describe(columns)})") from None
     # Polars pads a short line with nulls: re-parse only the lines that came out with a null.
-    null_rows = df.select(pl.any_horizontal([pl.col(c).is_null() for c in columns]).arg_true()
-                          ).to_series().to_numpy()
+    # (A line with more fields than the header is an error of read_csv, so a line whose last
+    # field is there is complete: an empty field before it is just empty.)
+    short = pl.any_horizontal([pl.col(c).is_null() for c in columns])
+    if header and header[-1] in columns:
+        short = short & pl.col(header[-1]).is_null()
+    null_rows = df.select(short.arg_true()).to_series().to_numpy()
     if len(null_rows):
         bad = _short_line(source, null_rows + int(has_header), len(header), separator, quote_char)
         if bad:

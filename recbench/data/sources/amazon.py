@@ -55,8 +55,9 @@ from typing import Any
 import polars as pl
 
 from recbench.core.errors import DataError, MissingRawFilesError
+from recbench.data.protocol import repeated_rows
 from recbench.data.raw import RawTables
-from recbench.data.rawfiles import iter_json_lines, read_csv_checked
+from recbench.data.rawfiles import iter_json_lines, read_csv_checked, read_ndjson_blocks
 
 LAYOUTS = ("2023", "2018", "2014", "ratings", "p5", "recbole")
 OWN_OPTIONS = ("category", "layout")
@@ -195,9 +196,12 @@ def _ratings_csv(path: Path, notes: list[str]) -> pl.DataFrame:
 
 
 def _labelled(df: pl.DataFrame, path: Path, notes: list[str]) -> pl.DataFrame:
-    """user_key, item_key, ts, label from ratings; 3s dropped, repeated pairs keep the first."""
+    """user_key, item_key, ts, label from ratings; 3s dropped, repeated pairs keep the first.
+
+    Rows stay in file order (the protocol orders each user's events by time, ties by row).
+    """
     r = pl.col("rating")
-    neutral = df.filter((r > NEG_THRESHOLD) & (r < POS_THRESHOLD)).height
+    neutral = df.select(((r > NEG_THRESHOLD) & (r < POS_THRESHOLD)).sum()).item()
     if neutral:
         notes.append(f"{path.name}: {neutral} ratings between {NEG_THRESHOLD:g} and "
                      f"{POS_THRESHOLD:g} (exclusive) dropped: neither positive nor negative")
@@ -207,8 +211,9 @@ def _labelled(df: pl.DataFrame, path: Path, notes: list[str]) -> pl.DataFrame:
         .otherwise(None).cast(pl.Int8).alias("label"),
     ).drop_nulls("label")
     before = df.height
-    df = df.sort("ts", maintain_order=True).unique(["user_key", "item_key"], keep="first",
-                                                   maintain_order=True)
+    repeated = repeated_rows(df, ["user_key", "item_key"], order_by="ts")
+    if repeated is not None:
+        df = df.filter(~repeated)
     if df.height < before:
         notes.append(f"{path.name}: {before - df.height} repeated (user, item) reviews dropped; "
                      "the earliest is kept")
@@ -217,7 +222,8 @@ def _labelled(df: pl.DataFrame, path: Path, notes: list[str]) -> pl.DataFrame:
 
 def _drop_incomplete(df: pl.DataFrame, path: Path, notes: list[str], what: str) -> pl.DataFrame:
     before = df.height
-    df = df.drop_nulls()
+    if any(df.null_count().row(0)):
+        df = df.drop_nulls()
     if df.height < before:
         notes.append(f"{path.name}: {before - df.height} {what} lacking a needed field dropped")
     if df.height == 0:
@@ -228,7 +234,9 @@ def _drop_incomplete(df: pl.DataFrame, path: Path, notes: list[str], what: str) 
 def _meta(path: Path, spec: ReviewLayout, events: pl.DataFrame, notes: list[str]) -> pl.DataFrame:
     """item_key, text (title), brand for the reviewed items."""
     meta = read_meta(path, key=spec.meta_key, loose=spec.meta_loose, extra={spec.brand: "brand"})
-    reviewed = events.select("item_key").unique()
+    keys = events["item_key"]
+    # Dumps are grouped by item: the first key of each run is enough to find the distinct ones.
+    reviewed = keys.filter(keys.ne_missing(keys.shift(1)).fill_null(True)).unique().to_frame()
     meta = meta.join(reviewed, on="item_key", how="semi")
     named = meta.filter(pl.col("text").str.strip_chars().str.len_chars() > 0)
     n_reviewed, n_meta = reviewed.height, meta["item_key"].n_unique()
@@ -266,26 +274,32 @@ def read_json_fields(path: Path, fields: dict[str, pl.DataType], *, loose: bool 
                      required: Sequence[str] = ()) -> pl.DataFrame:
     """Read `fields` from a JSON-lines file (plain or `.gz`); absent fields are null.
 
-    Fast path: polars parses the file with a schema of just these fields, read as text (numbers
-    included), then casts. A file polars cannot parse (a malformed line, or the Python-literal
-    lines of the 2014 metadata) is read line by line, which names the offending line.
+    Fast path: polars parses the file with a schema of just these fields and their types, block
+    by block (`rawfiles.read_ndjson_blocks`: a multi-GB dump never sits in memory whole). If a
+    value does not have its type there (`"overall": "5"`, `"unixReviewTime": 1.3e9`), the file
+    is parsed again with every field read as text, then cast, so that a bad value is reported
+    with its line. A file polars cannot parse (a malformed line, or the Python-literal lines of
+    the 2014 metadata) is read line by line, which names the offending line.
 
     Raises:
         DataError: a field of `required` absent from every record (naming file and field), a
             value that is not of its type (naming line and field), a malformed line.
     """
+    try:
+        # The common case, fastest: every value already has its type (numbers as numbers).
+        out = (pl.read_ndjson(path, schema=fields) if path.suffix == ".gz"
+               else read_ndjson_blocks(path, fields))
+    except (pl.exceptions.PolarsError, OSError):  # a value of another type, a bad line, ...
+        out = None
+    if out is not None:
+        _check_fields(out, path, fields, required, loose)
+        return out
     text_schema = {f: pl.Utf8 for f in fields}
     try:
         raw = pl.read_ndjson(path, schema=text_schema)
     except (pl.exceptions.PolarsError, OSError):  # OSError: e.g. a truncated .gz
         raw = _read_line_by_line(path, list(fields), loose)
-    if raw.height == 0:
-        raise DataError(f"{path}: no JSON record")
-    missing = [f for f in required if raw[f].null_count() == raw.height]
-    if missing:
-        first = next(_records(path, loose))[1]
-        raise DataError(f"{path}: no record has the field(s) {missing}; expected "
-                        f"{', '.join(fields)}; the first record has {sorted(first)[:20]}")
+    _check_fields(raw, path, fields, required, loose)
     out = raw.with_columns(_cast(pl.col(f), t) for f, t in fields.items())
     for f, t in fields.items():
         bad = (out[f].is_null() & raw[f].is_not_null()).arg_true()
@@ -295,6 +309,17 @@ def read_json_fields(path: Path, fields: dict[str, pl.DataType], *, loose: bool 
             raise DataError(f"{path}: line {line}, field {f!r}: {raw[f][record]!r} is not a "
                             f"valid {t}")
     return out
+
+
+def _check_fields(df: pl.DataFrame, path: Path, fields: dict[str, pl.DataType],
+                  required: Sequence[str], loose: bool) -> None:
+    if df.height == 0:
+        raise DataError(f"{path}: no JSON record")
+    missing = [f for f in required if df[f].null_count() == df.height]
+    if missing:
+        first = next(_records(path, loose))[1]
+        raise DataError(f"{path}: no record has the field(s) {missing}; expected "
+                        f"{', '.join(fields)}; the first record has {sorted(first)[:20]}")
 
 
 def _cast(col: pl.Expr, dtype: pl.DataType) -> pl.Expr:

@@ -26,6 +26,9 @@ Processing decisions:
   one directly in the folder wins, then a sub-folder whose name contains "train"; the choice is
   noted. news.tsv is always taken from the same folder as behaviors.tsv.
 
+A user's history is the same on each of the user's lines, so the history text is split once per
+distinct history (~2.5x fewer tokens at MIND scale) and shared by the lines that carry it.
+
 The loader takes no options.
 """
 
@@ -34,9 +37,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from recbench.core.errors import DataError, MissingRawFilesError
+from recbench.data.protocol import encode_keys, lookup_rows, repeated_rows
 from recbench.data.raw import RawTables
 from recbench.data.rawfiles import find_file, read_csv_checked
 
@@ -62,16 +67,17 @@ def load(raw_dir: Path, options: dict[str, Any]) -> RawTables:
                                    "splits ship both files in one folder)")
 
     items = _news(news_path, notes)
-    behaviors = _behaviors(behaviors_path)
+    behaviors, histories = _behaviors(behaviors_path)
     shown = _shown_items(behaviors, behaviors_path)
-    events = _positive_events(behaviors, shown, notes)
-    _report_coverage(behaviors, shown, items, notes)
+    events = _positive_events(behaviors, histories, shown, notes)
+    _report_coverage(behaviors, histories, shown, items, notes)
 
     # The history is given once per impression, not copied onto each of its shown items.
     impressions = shown.lazy().select("user_key", "impression", "ts", "item_key", "label")
-    histories = behaviors.lazy().select("impression", "history")
+    per_line = behaviors.lazy().select(
+        "impression", pl.lit(histories).gather(pl.col("history")).alias("history"))
     return RawTables(items=items, events=events.lazy(), negatives="impressions",
-                     impressions=impressions, impression_histories=histories,
+                     impressions=impressions, impression_histories=per_line,
                      source_files=[news_path, behaviors_path], notes=notes,
                      text_attribute="title")
 
@@ -105,8 +111,12 @@ def _news(path: Path, notes: list[str]) -> pl.DataFrame:
                        "category", "subcategory")
 
 
-def _behaviors(path: Path) -> pl.DataFrame:
-    """One row per impression: line, impression, user_key, ts, history (list), impressions."""
+def _behaviors(path: Path) -> tuple[pl.DataFrame, pl.Series]:
+    """The impressions, and the distinct histories (lists of news ids) they carry.
+
+    One row per impression: line, impression, user_key, ts, history (a row of the distinct
+    histories), impressions (the raw list).
+    """
     raw = read_csv_checked(
         path, {"impression_id": pl.Int64, "user_id": pl.Utf8, "time": pl.Utf8,
                "history": pl.Utf8, "impressions": pl.Utf8},
@@ -118,8 +128,7 @@ def _behaviors(path: Path) -> pl.DataFrame:
         pl.col("time"),
         pl.col("time").str.strptime(pl.Datetime("us"), TIME_FORMAT, strict=False)
         .dt.epoch("s").alias("ts"),
-        pl.col("history").str.extract_all(r"\S+")
-        .fill_null(pl.lit([], dtype=pl.List(pl.Utf8))).alias("history"),
+        pl.col("history"),
         pl.col("impressions"),
     )
     # polars fills the missing fields of a short line with nulls: every column but history
@@ -139,17 +148,48 @@ def _behaviors(path: Path) -> pl.DataFrame:
     if rows.height:
         raise DataError(f"{path}: line {rows['line'][0]}, column 'time': {rows['time'][0]!r} is "
                         "not a time like 11/12/2019 2:14:46 PM")
-    return df.drop("time")
+    (codes,), texts = encode_keys([df["history"]], sort=False)
+    histories = _split_on_whitespace(texts).fill_null(pl.lit([], dtype=pl.List(pl.Utf8)))
+    return df.drop("time").with_columns(pl.Series("history", codes)), histories
+
+
+def _split_on_whitespace(text: pl.Series) -> pl.Series:
+    """The runs of non-whitespace of each text, as `str.extract_all(r"\\S+")` finds them.
+
+    5x faster than that regex when spaces are the only whitespace, as in MIND.
+    """
+    if text.str.contains(r"[^\S ]").any():  # tabs, CR, non-breaking spaces, ...: the regex
+        return text.str.extract_all(r"\S+")
+    parts = text.str.split(" ")
+    if (text.str.contains("  ", literal=True) | text.str.starts_with(" ")
+            | text.str.ends_with(" ")).any():
+        parts = parts.list.eval(pl.element().filter(pl.element() != ""))
+    return parts
 
 
 def _shown_items(behaviors: pl.DataFrame, path: Path) -> pl.DataFrame:
     """One row per shown item: line, impression, user_key, ts, item_key, label, in file order."""
     tokens = (
         behaviors.select("line", "impression", "user_key", "ts",
-                         pl.col("impressions").str.extract_all(r"\S+").alias("token"))
+                         _split_on_whitespace(behaviors["impressions"]).alias("token"))
         .explode("token")
         .drop_nulls("token")
-        .with_columns(pl.col("token").str.splitn("-", 2).alias("parts"))
+    )
+    if tokens.height == 0:
+        raise DataError(f"{path}: no impression lists: nothing to benchmark")
+    token = pl.col("token")
+    # NEWSID-1 / NEWSID-0 with no other "-": the news id is all but the last two characters.
+    well_formed = (
+        (token.str.ends_with("-0") | token.str.ends_with("-1"))
+        & (token.str.find("-", literal=True).cast(pl.Int64)
+           == token.str.len_bytes().cast(pl.Int64) - 2)
+    ).fill_null(False)
+    if tokens.select(well_formed.all()).item():
+        return tokens.select("line", "impression", "user_key", "ts",
+                             token.str.head(-2).alias("item_key"),
+                             token.str.ends_with("-1").cast(pl.Int8).alias("label"))
+    tokens = (
+        tokens.with_columns(token.str.splitn("-", 2).alias("parts"))
         .unnest("parts")
         .rename({"field_0": "item_key", "field_1": "label_text"})
     )
@@ -164,22 +204,22 @@ def _shown_items(behaviors: pl.DataFrame, path: Path) -> pl.DataFrame:
                 "dev split")
         raise DataError(f"{path}: line {first['line']}, column 'impressions': "
                         f"{first['token']!r} is not NEWSID-1 or NEWSID-0")
-    if tokens.height == 0:
-        raise DataError(f"{path}: no impression lists: nothing to benchmark")
     return tokens.select("line", "impression", "user_key", "ts", "item_key",
                          pl.col("label_text").cast(pl.Int8).alias("label"))
 
 
-def _positive_events(behaviors: pl.DataFrame, shown: pl.DataFrame,
+def _positive_events(behaviors: pl.DataFrame, histories: pl.Series, shown: pl.DataFrame,
                      notes: list[str]) -> pl.DataFrame:
     """Positives, oldest first: earliest impression's history, then clicks (first per pair)."""
     earliest = (
         behaviors.sort("ts", "line", maintain_order=True)
         .unique("user_key", keep="first", maintain_order=True)
-        .select("user_key", "ts", "history",
-                pl.int_ranges(0, pl.col("history").list.len()).alias("position"),
-                pl.col("history").list.len().alias("length"))
+        .select("user_key", "ts", "history")
     )
+    earliest = earliest.with_columns(histories.gather(earliest["history"]).alias("history"))
+    earliest = earliest.with_columns(
+        pl.int_ranges(0, pl.col("history").list.len()).alias("position"),
+        pl.col("history").list.len().alias("length"))
     history = (
         earliest.explode("history", "position")
         .drop_nulls("history")
@@ -187,28 +227,32 @@ def _positive_events(behaviors: pl.DataFrame, shown: pl.DataFrame,
                 (pl.col("ts") - pl.col("length") + pl.col("position")).alias("ts"))
     )
     clicks = shown.filter(pl.col("label") == 1).select("user_key", "item_key", "ts")
-    both = pl.concat([history, clicks])
-    events = (
-        both.sort("ts", maintain_order=True)
-        .unique(["user_key", "item_key"], keep="first", maintain_order=True)
-        .with_columns(pl.lit(1, pl.Int8).alias("label"))
-    )
+    both = pl.concat([history, clicks]).sort("ts", maintain_order=True)
+    repeated = repeated_rows(both, ["user_key", "item_key"])
+    events = both if repeated is None else both.filter(~repeated)
+    events = events.with_columns(pl.lit(1, pl.Int8).alias("label"))
     notes.append(f"events: {history.height} history clicks of each user's earliest impression "
                  f"+ {clicks.height} impression clicks; {both.height - events.height} repeated "
                  "(user, news) positives dropped (the first is kept)")
     return events
 
 
-def _report_coverage(behaviors: pl.DataFrame, shown: pl.DataFrame, items: pl.DataFrame,
-                     notes: list[str]) -> None:
-    referenced = pl.concat([
-        behaviors.select(pl.col("history").explode().alias("item_key")).drop_nulls(),
-        shown.select("item_key"),
-    ]).unique()
-    missing = referenced.join(items.select("item_key"), on="item_key", how="anti").height
+def _report_coverage(behaviors: pl.DataFrame, histories: pl.Series, shown: pl.DataFrame,
+                     items: pl.DataFrame, notes: list[str]) -> None:
+    """Note how many of the news ids that behaviors.tsv references have no news.tsv row."""
+    news = items["item_key"].unique()
+    found = np.zeros(len(news), dtype=bool)
+    missing = []
+    for keys in (histories.explode(empty_as_null=False, keep_nulls=False).drop_nulls(),
+                 shown["item_key"]):
+        rows = lookup_rows(keys, news)
+        found[rows.drop_nulls().to_numpy()] = True
+        missing.append(keys.filter(rows.is_null()))
+    n_missing = pl.concat(missing).n_unique()
+    referenced = int(found.sum()) + n_missing
     notes.append(
         f"behaviors.tsv: {behaviors.height} impressions of {behaviors['user_key'].n_unique()} "
         f"users, {shown.height} shown items ({int(shown['label'].sum())} clicks); "
-        f"news.tsv: {items.height} news. {missing} of the {referenced.height} news ids in "
+        f"news.tsv: {items.height} news. {n_missing} of the {referenced} news ids in "
         "behaviors.tsv have no news.tsv row: their clicks, impression rows and history entries "
         "are dropped")
