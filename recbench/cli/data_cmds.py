@@ -118,8 +118,11 @@ def info(
         get_spec(name)  # unknown names get close-match help
         raise DataError(f"dataset {name!r} is not prepared under {root}: run "
                         f"`recbench prepare {name} --raw DIR` first")
+    tokenizers = _cached_semantic_ids(paths.cache_dir(root), name)
+    versions = set()
     for path in found:
         manifest = json.loads(path.read_text())
+        versions.add(manifest.get("content_hash"))
         if as_json:
             console.print_json(data=manifest)
             continue
@@ -135,9 +138,72 @@ def info(
                           highlight=False)
         _print_summary(manifest, path.parent)
         _print_extra_info(path.parent)
+        _print_semantic_ids([t for t in tokenizers
+                             if t.get("dataset_version") == manifest.get("content_hash")])
+    others = [t for t in tokenizers if t.get("dataset_version") not in versions]
+    if others and not as_json:
+        console.rule(f"[bold]{name}[/] semantic IDs of other dataset versions")
+        _print_semantic_ids(others)
 
 
 def _print_extra_info(dataset_path: Path) -> None:
     """Diagnostics that later stages cache beside a dataset (e.g. semantic-ID tokenizers)."""
     for diag in sorted(dataset_path.glob("derived/*/diagnostics.json")):
         console.print(f"[bold]{diag.parent.name}[/]: {diag.read_text().strip()}", highlight=False)
+
+
+def _cached_semantic_ids(cache: Path, name: str) -> list[dict]:
+    """The `<key>.json` of every semantic-ID tokenizer cached for dataset `name`.
+
+    The folder is `recbench.items.semantic_ids.sid_cache_dir`; it is spelled out here because
+    importing `recbench.items` would import torch.
+    """
+    import re
+
+    folder = cache / "semantic_ids" / re.sub(r"[^\w.\-]", "_", name)
+    found = []
+    for meta_path in sorted(folder.glob("*.json")):
+        if not meta_path.with_suffix(".parquet").is_file():
+            continue  # an entry counts once both files are whole
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict) and isinstance(meta.get("diagnostics"), dict):
+            found.append(meta)
+    return sorted(found, key=lambda m: (str(m.get("task")), str(m.get("created"))))
+
+
+def _print_semantic_ids(tokenizers: list[dict]) -> None:
+    """Diagnostics of cached semantic-ID tokenizers (`recbench.items.semantic_ids.diagnose`)."""
+
+    def levels(values, fmt) -> str:
+        return " ".join(fmt.format(v) for v in values or [])
+
+    for meta in tokenizers:
+        d, sid = meta["diagnostics"], meta.get("sid", {})
+        strategy = d.get("strategy_used", sid.get("sid_collisions", "?"))
+        console.print(
+            f"[bold]semantic IDs[/] {meta.get('key')}  task {meta.get('task')}  encoder "
+            f"{meta.get('encoder')} ({meta.get('pooling')}, {meta.get('revision')})  "
+            f"{d.get('n_levels')}x{d.get('codebook_size')} codes  seed {meta.get('seed')}",
+            highlight=False)
+        console.print(
+            f"  {d.get('n_items', 0):,} items, RQ-VAE fitted on {d.get('fit_items', 0):,} "
+            f"training items, {d.get('epochs')} epochs in {d.get('train_seconds', 0):.1f} s, "
+            f"final loss {d.get('final_loss', float('nan')):.4g}", highlight=False)
+        console.print(
+            f"  collisions before {100 * d.get('collision_rate_before', 0):.2f}% "
+            f"({d.get('colliding_items_before', 0):,} items) -> after "
+            f"{100 * d.get('collision_rate_after', 0):.2f}% ({strategy})", highlight=False)
+        console.print(f"  utilisation per level: {levels(d.get('utilisation'), '{:.1%}')}",
+                      highlight=False)
+        console.print(f"  perplexity per level: {levels(d.get('perplexity'), '{:.1f}')}",
+                      highlight=False)
+        if "reconstruction_mse" in d:
+            console.print(f"  reconstruction: mse {d['reconstruction_mse']:.4g}, "
+                          f"{d['reconstruction_rel']:.1%} of the vectors' variance unexplained",
+                          highlight=False)
+        prefixes = "  ".join(f"{p['length']}: {p['mean']:.2f}/{p['max']}"
+                             for p in d.get("items_per_prefix", []))
+        console.print(f"  items per prefix (length: mean/max): {prefixes}", highlight=False)

@@ -118,3 +118,63 @@ class TransformerBlock(nn.Module):
             return x + self.dropout(self.ffn(self.norm2(x)))
         x = self.norm1(x + self.dropout(self.attend(x, mask)))  # BERT4Rec: LN(x + Dropout(g(x)))
         return self.norm2(x + self.dropout(self.ffn(x)))
+
+    # --- incremental decoding (inference: dropout only acts in training mode) ----------------
+    def _heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(N, T, d) -> queries, keys, values, each (N, H, T, d/H)."""
+        n, length, dim = x.shape
+        q, k, v = (self.qkv(x).view(n, length, 3, self.heads, dim // self.heads)
+                   .permute(2, 0, 3, 1, 4))
+        return q, k, v
+
+    def _residual(self, x: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        """The rest of `forward` once the attention output (projected) is known."""
+        if self.norm_first:
+            x = x + self.dropout(attended)
+            return x + self.dropout(self.ffn(self.norm2(x)))
+        x = self.norm1(x + self.dropout(attended))
+        return self.norm2(x + self.dropout(self.ffn(x)))
+
+    def prefill(self, x: torch.Tensor, mask: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`forward(x, mask)` that also returns this layer's keys and values (B, H, L, d/H),
+        the cache `step` continues from."""
+        q, k, v = self._heads(self.norm1(x) if self.norm_first else x)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                             dropout_p=self.p if self.training else 0.0)
+        return self._residual(x, self.proj(out.transpose(1, 2).reshape(x.shape))), k, v
+
+    def step(self, x: torch.Tensor, prefix: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+             suffix: tuple[torch.Tensor, torch.Tensor] | None = None
+             ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """One new position per row, attending to a cached prefix shared by groups of rows
+        (e.g. a user's history shared by its beams, never copied per row) and to the row's
+        own earlier new positions.
+
+        Args:
+            x: (R, 1, d) inputs of the new positions; rows come in B equal groups, row r
+                reading prefix r // (R / B).
+            prefix: keys, values (B, H, P, d/H) from `prefill` and (B, P) bool, True = may
+                attend (False: padding).
+            suffix: keys, values (R, H, S, d/H) of the row's earlier new positions, or None.
+
+        Returns:
+            (R, 1, d) outputs and the suffix with this position appended (R, H, S + 1, d/H).
+        """
+        rows, _, dim = x.shape
+        k_pre, v_pre, keep = prefix
+        groups, heads, length, d_head = k_pre.shape
+        width = rows // groups
+        q, k, v = self._heads(self.norm1(x) if self.norm_first else x)  # (R, H, 1, d/H)
+        q = q * d_head ** -0.5
+        if suffix is not None:
+            k, v = torch.cat([suffix[0], k], dim=2), torch.cat([suffix[1], v], dim=2)
+        grouped = q.reshape(groups, width, heads, d_head).transpose(1, 2)  # (B, H, W, d/H)
+        pre = (grouped @ k_pre.transpose(-1, -2)).masked_fill(
+            ~keep[:, None, None, :], float("-inf"))  # (B, H, W, P)
+        own = (q @ k.transpose(-1, -2)).reshape(groups, width, heads, -1).transpose(1, 2)
+        weights = torch.softmax(torch.cat([pre, own], dim=-1), dim=-1)  # (B, H, W, P + S + 1)
+        out = (weights[..., :length] @ v_pre).transpose(1, 2)  # (B, W, H, d/H)
+        mine = weights[..., length:].transpose(1, 2).reshape(rows, heads, 1, -1) @ v
+        out = (out.reshape(rows, heads, d_head) + mine.reshape(rows, heads, d_head))
+        return self._residual(x, self.proj(out.reshape(rows, 1, dim))), (k, v)

@@ -5,11 +5,13 @@ lists them for recbench.models.registry without importing torch:
 RecBench group G (paper 001 §3.2, Table 5) is SASRec over item ids at 3, 6, 12 and 24 layers;
 its kin are the other baselines of paper 002 §5.1 (BERT4Rec, GRU4Rec, the SKNN family) and the
 LLM2X models of §5.2 (the same networks with item tables initialised from encoder embeddings,
-reduced by PCA) plus SKNNEmb.
+reduced by PCA) plus SKNNEmb. Group H is SID-SASRec: SASRec over semantic-ID code tokens,
+decoded by beam search with (-CBS) or without the prefix trie.
 """
 
 _M = "recbench.models.seq"
 _G = ("G",)
+_H = ("H",)
 _SEQ = ("seq",)
 
 REGISTRY: list[tuple[str, str, tuple[str, ...], tuple[str, ...], str]] = [
@@ -40,4 +42,22 @@ REGISTRY: list[tuple[str, str, tuple[str, ...], tuple[str, ...], str]] = [
      "BERT4Rec with item table initialised from encoder embeddings + PCA (paper 002 §5.2)"),
     ("LLM2GRU4Rec", f"{_M}.gru4rec:LLM2GRU4Rec", _G, _SEQ,
      "GRU4Rec with item table initialised from encoder embeddings + PCA (paper 002 §5.2)"),
+    ("SID-SASRec", f"{_M}.sid_sasrec:SIDSASRec", _H, _SEQ,
+     "SASRec over semantic-ID code tokens, beam search; n_layers and cbs settings"),
+    ("SID-SASRec-3L", f"{_M}.sid_sasrec:SIDSASRec3L", _H, _SEQ,
+     "SID-SASRec, 3 blocks, plain beam search (invalid codes are misses; RecBench Table 5)"),
+    ("SID-SASRec-3L-CBS", f"{_M}.sid_sasrec:SIDSASRec3LCBS", _H, _SEQ,
+     "SID-SASRec, 3 blocks, conditional beam search over the prefix trie (RecBench Table 5)"),
+    ("SID-SASRec-6L", f"{_M}.sid_sasrec:SIDSASRec6L", _H, _SEQ,
+     "SID-SASRec, 6 blocks, plain beam search (invalid codes are misses; RecBench Table 5)"),
+    ("SID-SASRec-6L-CBS", f"{_M}.sid_sasrec:SIDSASRec6LCBS", _H, _SEQ,
+     "SID-SASRec, 6 blocks, conditional beam search over the prefix trie (RecBench Table 5)"),
+    ("SID-SASRec-12L", f"{_M}.sid_sasrec:SIDSASRec12L", _H, _SEQ,
+     "SID-SASRec, 12 blocks, plain beam search (invalid codes are misses; RecBench Table 5)"),
+    ("SID-SASRec-12L-CBS", f"{_M}.sid_sasrec:SIDSASRec12LCBS", _H, _SEQ,
+     "SID-SASRec, 12 blocks, conditional beam search over the prefix trie (RecBench Table 5)"),
+    ("SID-SASRec-24L", f"{_M}.sid_sasrec:SIDSASRec24L", _H, _SEQ,
+     "SID-SASRec, 24 blocks, plain beam search (invalid codes are misses; RecBench Table 5)"),
+    ("SID-SASRec-24L-CBS", f"{_M}.sid_sasrec:SIDSASRec24LCBS", _H, _SEQ,
+     "SID-SASRec, 24 blocks, conditional beam search over the prefix trie (RecBench Table 5)"),
 ]
