@@ -36,10 +36,13 @@ PLAN: dict[str, list[tuple[str, list[str]]]] = {
     "A": [(m, []) for m in NINE],
     "B": [(f"{m}_text", []) for m in NINE],
     "C": [(f"{m}_emb", ["encoder=minilm-l6"]) for m in NINE],
-    "G": [(m, []) for m in ["SASRec-3L", "SASRec-6L", "SASRec-12L", "SASRec-24L", "BERT4Rec",
-                            "GRU4Rec", "SKNN", "V-SKNN", "S-SKNN", "SF-SKNN"]]
-         + [(m, ["encoder=minilm-l6"]) for m in ["SKNNEmb", "LLM2SASRec", "LLM2BERT4Rec",
-                                                  "LLM2GRU4Rec"]],
+    # cheapest first, so an interrupted pass still fills most of the table
+    "G": [(m, []) for m in ["SASRec-3L", "GRU4Rec", "BERT4Rec", "SKNN", "V-SKNN", "S-SKNN",
+                            "SF-SKNN"]]
+         + [(m, ["encoder=minilm-l6"]) for m in ["LLM2SASRec", "SKNNEmb"]]
+         + [(m, []) for m in ["SASRec-6L", "SASRec-12L"]]
+         + [(m, ["encoder=minilm-l6"]) for m in ["LLM2BERT4Rec", "LLM2GRU4Rec"]]
+         + [("SASRec-24L", [])],
     "H": [(m, []) for m in ["SID-SASRec-3L", "SID-SASRec-3L-CBS", "SID-SASRec-6L-CBS"]],
 }
 
