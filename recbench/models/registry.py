@@ -41,6 +41,9 @@ class Construction:
     suffix: str = ""
     setting: str = "backbone"
     implied: dict[str, Any] = field(default_factory=dict)  # extra settings the name implies
+    # True: only `<prefix><backbone>` matches (a bare backbone means another construction,
+    # e.g. `SID-x` is J without CBS while a bare `x` is SID-x-CBS); False: the prefix is optional
+    require_prefix: bool = False
 
 
 CONSTRUCTIONS: dict[str, list[Construction]] = {}
@@ -78,7 +81,9 @@ def resolve_model(group: str, name: str) -> ResolvedModel:
     lowered = {n.lower(): n for n in in_group}
     if name.lower() in lowered:
         return ResolvedModel(lowered[name.lower()], {})
-    for c in CONSTRUCTIONS.get(group, []):
+    for c in CONSTRUCTIONS.get(group, []):  # in order: the first that fits wins
+        if c.require_prefix and not name.startswith(c.prefix):
+            continue
         backbone = name
         if c.prefix and backbone.startswith(c.prefix):
             backbone = backbone[len(c.prefix):]

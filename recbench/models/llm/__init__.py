@@ -27,17 +27,32 @@ REGISTRY: list[tuple[str, str, tuple[str, ...], tuple[str, ...], str]] = [
     ("LLM-text", "recbench.models.llm.text_ctr:LLMText", ("E",), ("ctr",),
      "<backbone> reading item text: P(YES) = softmax(l_yes, l_no), zero-shot or LoRA "
      "(--mode); encoders: [CLS] head, finetune only"),
+    ("SID-CTR", "recbench.models.llm.sid:SIDCTR", ("F",), ("ctr",),
+     "SID-<backbone>: items as semantic-ID tokens (L x K new tokens), LoRA fine-tuned, P(YES) "
+     "at the last position (encoders: [CLS] head)"),
+    ("SID-Seq", "recbench.models.llm.sid:SIDSeq", ("J",), ("seq",),
+     "SID-<backbone>[-CBS]: semantic-ID prompt, LoRA fine-tuned, next item's codes by beam "
+     "search (CBS: constrained to real items); a bare backbone means SID-<backbone>-CBS"),
 ]
 
 
 def _constructions() -> dict:
-    """group -> [Construction]: `--model P5-<backbone>` (or a bare backbone) in D and I."""
+    """group -> [Construction]: `--model P5-<backbone>` (or a bare backbone) in D and I,
+    `SID-<backbone>` in F, `SID-<backbone>-CBS` / `SID-<backbone>` in J."""
     from recbench.models.registry import Construction
 
     return {
         "D": [Construction(model="P5-CTR", prefix="P5-")],
         "I": [Construction(model="P5-Seq", prefix="P5-")],
         "E": [Construction(model="LLM-text")],  # a bare backbone: `--model smollm2-135m`
+        "F": [Construction(model="SID-CTR", prefix="SID-")],
+        # J is conditional beam search by definition (RecBench Fig. 2): `x` and `SID-x-CBS`
+        # decode with the trie, `SID-x` (the paper's rows without -CBS) without it.
+        "J": [Construction(model="SID-Seq", prefix="SID-", suffix="-CBS",
+                           implied={"cbs": True}),
+              Construction(model="SID-Seq", prefix="SID-", require_prefix=True,
+                           implied={"cbs": False}),
+              Construction(model="SID-Seq", implied={"cbs": True})],
     }
 
 

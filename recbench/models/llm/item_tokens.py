@@ -4,6 +4,8 @@ Following P5, every item becomes one new token `<item_{id}>`: the tokenizer lear
 new (special, hence never split) tokens, the model's embedding matrix grows by V rows, and
 those rows, E_id ∈ R^{V×d}, are drawn at random (normal, std = the model's `initializer_range`)
 rather than from the mean of the old rows, since an ID carries no meaning before training.
+`add_tokens` does this for any list of new tokens; the semantic-ID tokens of groups F and J
+(`recbench.models.llm.sid`, V = levels x K) use it too.
 
 Training touches only the LoRA adapters and these V rows: `attach_lora` uses peft's
 `trainable_token_indices` (a `TrainableTokensLayer` holding just the V rows; the full
@@ -16,7 +18,7 @@ inference runs at the plain model's speed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -25,6 +27,13 @@ from torch import nn
 from recbench.core.errors import RecbenchError
 
 ITEM_TOKEN = "<item_{}>"
+
+
+class TokenBlock(Protocol):
+    """New tokens with contiguous ids, trained beside LoRA (`ItemVocabulary`, `SIDVocabulary`)."""
+
+    @property
+    def token_ids(self) -> list[int]: ...
 
 
 @dataclass(frozen=True)
@@ -57,16 +66,59 @@ class ItemVocabulary:
         return list(range(self.first_id, self.first_id + self.n_items))
 
 
-def add_item_tokens(model: nn.Module, tokenizer: Any, n_items: int, seed: int,
-                    std: float | None = None) -> ItemVocabulary:
-    """Add one token per item to `tokenizer`, grow `model`'s embeddings, draw the new rows.
+def add_tokens(model: nn.Module, tokenizer: Any, tokens: list[str], seed: int,
+               std: float | None = None) -> tuple[int, int]:
+    """Add new (special, never split) tokens to `tokenizer`, grow `model`'s embeddings and draw
+    the new rows at random, N(0, std^2); an untied output layer gets its own random rows.
 
     Args:
         model: a transformers model (with or without an LM head).
         tokenizer: its tokenizer; changed in place.
-        n_items: V.
+        tokens: the new tokens, in id order.
         seed: seeds the random rows (they are part of the run's reproducible state).
         std: standard deviation of the new rows; default `config.initializer_range` (0.02).
+
+    Returns:
+        (the id of `tokens[0]`, the tokenizer's size before); the new ids are contiguous.
+
+    Raises:
+        RecbenchError: the tokenizer already knows some of the tokens, or did not give them
+            contiguous single ids.
+    """
+    n = len(tokens)
+    base_vocab = len(tokenizer)
+    added = tokenizer.add_tokens(tokens, special_tokens=True)
+    if added != n:
+        raise RecbenchError(f"the tokenizer of {getattr(model, 'name_or_path', 'the model')} "
+                            f"already holds {n - added} of the {n} new tokens ({tokens[0]}..); "
+                            "load a fresh tokenizer for each run")
+    first_id = tokenizer.convert_tokens_to_ids(tokens[0])
+    last_id = tokenizer.convert_tokens_to_ids(tokens[-1])
+    if last_id - first_id != n - 1:
+        raise RecbenchError(f"new tokens got non-contiguous ids ({first_id}..{last_id} for "
+                            f"{n} tokens)")
+    # No mean resizing: the rows are drawn below, so the covariance estimate would be wasted.
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    config = getattr(model.config, "get_text_config", lambda: model.config)()
+    std = std if std is not None else float(getattr(config, "initializer_range", 0.02))
+    generator = torch.Generator().manual_seed(seed)
+    rows = slice(first_id, first_id + n)
+    with torch.no_grad():
+        inputs = model.get_input_embeddings().weight
+        drawn = torch.randn((n, inputs.shape[1]), generator=generator) * std
+        inputs[rows] = drawn.to(inputs)
+        outputs = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") \
+            else None
+        if outputs is not None and outputs.weight is not inputs \
+                and outputs.weight.shape[0] >= first_id + n:
+            outputs.weight[rows] = (torch.randn((n, outputs.weight.shape[1]),
+                                                generator=generator) * std).to(outputs.weight)
+    return first_id, base_vocab
+
+
+def add_item_tokens(model: nn.Module, tokenizer: Any, n_items: int, seed: int,
+                    std: float | None = None) -> ItemVocabulary:
+    """Add one token `<item_i>` per item (`add_tokens`): V = n_items random new rows.
 
     Returns:
         The vocabulary (first id, V, old size).
@@ -75,34 +127,8 @@ def add_item_tokens(model: nn.Module, tokenizer: Any, n_items: int, seed: int,
         RecbenchError: the tokenizer already knows some `<item_i>` tokens, or did not give the
             new tokens contiguous single ids.
     """
-    base_vocab = len(tokenizer)
-    tokens = [ITEM_TOKEN.format(i) for i in range(n_items)]
-    added = tokenizer.add_tokens(tokens, special_tokens=True)
-    if added != n_items:
-        raise RecbenchError(f"the tokenizer of {getattr(model, 'name_or_path', 'the model')} "
-                            f"already holds {n_items - added} of the {n_items} item tokens; "
-                            "load a fresh tokenizer for each run")
-    first_id = tokenizer.convert_tokens_to_ids(tokens[0])
-    last_id = tokenizer.convert_tokens_to_ids(tokens[-1])
-    if last_id - first_id != n_items - 1:
-        raise RecbenchError(f"item tokens got non-contiguous ids ({first_id}..{last_id} for "
-                            f"{n_items} tokens)")
-    # No mean resizing: the rows are drawn below, so the covariance estimate would be wasted.
-    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-    config = getattr(model.config, "get_text_config", lambda: model.config)()
-    std = std if std is not None else float(getattr(config, "initializer_range", 0.02))
-    generator = torch.Generator().manual_seed(seed)
-    rows = slice(first_id, first_id + n_items)
-    with torch.no_grad():
-        inputs = model.get_input_embeddings().weight
-        drawn = torch.randn((n_items, inputs.shape[1]), generator=generator) * std
-        inputs[rows] = drawn.to(inputs)
-        outputs = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") \
-            else None
-        if outputs is not None and outputs.weight is not inputs \
-                and outputs.weight.shape[0] >= first_id + n_items:
-            outputs.weight[rows] = (torch.randn((n_items, outputs.weight.shape[1]),
-                                                generator=generator) * std).to(outputs.weight)
+    first_id, base_vocab = add_tokens(model, tokenizer,
+                                      [ITEM_TOKEN.format(i) for i in range(n_items)], seed, std)
     return ItemVocabulary(n_items=n_items, first_id=first_id, base_vocab=base_vocab)
 
 
@@ -112,8 +138,8 @@ def _module_name(model: nn.Module, module: nn.Module | None) -> str | None:
     return next((name for name, m in model.named_modules() if m is module), None)
 
 
-def trainable_token_layers(model: nn.Module, vocab: ItemVocabulary) -> dict[str, list[int]]:
-    """peft's `trainable_token_indices`: the item rows of the input embedding, plus those of an
+def trainable_token_layers(model: nn.Module, vocab: TokenBlock) -> dict[str, list[int]]:
+    """peft's `trainable_token_indices`: the new rows of the input embedding, plus those of an
     untied output layer (a tied one follows the input rows)."""
     ids = vocab.token_ids
     layers = {_module_name(model, model.get_input_embeddings()).rsplit(".", 1)[-1]: ids}
@@ -124,13 +150,13 @@ def trainable_token_layers(model: nn.Module, vocab: ItemVocabulary) -> dict[str,
     return layers
 
 
-def attach_lora(model: nn.Module, vocab: ItemVocabulary, r: int, alpha: int, dropout: float,
+def attach_lora(model: nn.Module, vocab: TokenBlock, r: int, alpha: int, dropout: float,
                 targets: list[str] | None) -> nn.Module:
-    """Wrap `model` with LoRA adapters plus trainable item-token rows; everything else frozen.
+    """Wrap `model` with LoRA adapters plus trainable new-token rows; everything else frozen.
 
     Args:
-        model: the model after `add_item_tokens`.
-        vocab: its item vocabulary.
+        model: the model after `add_item_tokens` (or `add_tokens`).
+        vocab: its new tokens (item vocabulary or semantic-ID vocabulary).
         r, alpha, dropout: LoRA rank, scaling numerator and dropout.
         targets: module names to adapt; None = peft's default for the architecture (the
             attention query/value projections).

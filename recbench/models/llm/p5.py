@@ -172,19 +172,26 @@ def answer_tokens(tokenizer, prompt_end: str, words=ANSWER_WORDS) -> AnswerToken
 
 
 class _P5(Recommender):
-    """Shared plumbing: backbone, item tokens, prompts, LoRA training, merge, notes."""
+    """Shared plumbing: backbone, item tokens, prompts, LoRA training, merge, notes.
+
+    The semantic-ID constructions (`recbench.models.llm.sid`, groups F and J) reuse it: they
+    override `add_tokens` (how items become new tokens) and `tokens_note`; `self.vocab` only
+    needs `render(items)`, `token(item)` and `token_ids`.
+    """
 
     Config: ClassVar[type[P5Config]] = P5Config
     mode = "finetune"
     task: ClassVar[str]
+    construction: ClassVar[str] = "P5"
 
     def __init__(self, config: P5Config, ctx: RunContext):
         super().__init__(config, ctx)
         self.entry = resolve(config.backbone)
         if self.entry.backend != "hf" or self.entry.family == "seq2seq":
             what = "served over an API" if self.entry.backend != "hf" else "a seq2seq model"
-            raise RecbenchError(f"P5 backbone {config.backbone!r} ({self.entry.source}) is "
-                                f"{what}; P5-<backbone> needs local encoder or decoder weights")
+            raise RecbenchError(f"{self.construction} backbone {config.backbone!r} "
+                                f"({self.entry.source}) is {what}; {self.construction}-<backbone>"
+                                " needs local encoder or decoder weights")
         self.encoder = self.entry.family == "encoder"
 
     @property
@@ -216,13 +223,17 @@ class _P5(Recommender):
         return out
 
     # -- training --------------------------------------------------------------------------
+    def add_tokens(self, lm: nn.Module, n_items: int) -> ItemVocabulary:
+        """Make the items new tokens of `lm` and `self.tokenizer`: one `<item_i>` each."""
+        return add_item_tokens(lm, self.tokenizer, n_items, seed=self.ctx.seed)
+
     def build(self, n_items: int) -> None:
         """Load the backbone, add V item tokens, wrap with LoRA (seeded by the run)."""
         cfg = self.config
         lm, self.tokenizer = load_backbone(self.entry, "encoder" if self.encoder else "causal",
                                            device=self.ctx.device)
         self.source = lm.recbench_source
-        self.vocab = add_item_tokens(lm, self.tokenizer, n_items, seed=self.ctx.seed)
+        self.vocab = self.add_tokens(lm, n_items)
         self.tokenizer.padding_side = "right"
         torch.manual_seed(self.ctx.seed)
         self.hidden = lm.get_input_embeddings().weight.shape[1]
@@ -278,20 +289,23 @@ class _P5(Recommender):
         return out
 
     # -- record ----------------------------------------------------------------------------
+    def tokens_note(self) -> str:
+        v = self.vocab
+        return (f"item tokens: V = {v.n_items} new tokens <item_i> (ids {v.first_id}.."
+                f"{v.first_id + v.n_items - 1} after a vocabulary of {v.base_vocab}), rows drawn "
+                "N(0, initializer_range^2); "
+                f"{self.untrained} of {v.n_items} items never occur in the training split")
+
     def notes(self) -> list[str]:
         cfg, src = self.config, self.source
-        v = self.vocab
         template = (CTR_PROMPT if self.task == "ctr" else SEQ_PROMPT).replace("\n", "\\n")
         return [
             f"backbone: {self.entry.name} ({src.model_id}, {src.revision}), {self.entry.family},"
             f" {src.dtype} on {src.device}; plain prompt, no chat template",
             f"prompt: {template!r}, history = the newest {cfg.max_history} items as item tokens",
-            f"item tokens: V = {v.n_items} new tokens <item_i> (ids {v.first_id}.."
-            f"{v.first_id + v.n_items - 1} after a vocabulary of {v.base_vocab}), rows drawn "
-            "N(0, initializer_range^2); "
-            f"{self.untrained} of {v.n_items} items never occur in the training split",
+            self.tokens_note(),
             f"fine-tuning: LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} dropout={cfg.lora_dropout}"
-            f" on {', '.join(self.lora_targets)} + the V item rows (peft trainable_token_indices"
+            f" on {', '.join(self.lora_targets)} + the V new rows (peft trainable_token_indices"
             f"{'; the tied output layer shares them' if self.tied else ''}); "
             f"{self.n_trainable:,} of {self.n_total:,} parameters trained; lr {cfg.lr}, batch "
             f"{cfg.batch_size}; adapters merged into the backbone for evaluation",
