@@ -10,9 +10,19 @@ import typer
 from recbench.cli.app import HOME_HELP, app, console, setup_logging, user_errors
 
 # What runs offline on a laptop in minutes, in leaderboard order: (group, model, settings).
+# One model per representation (ID, text, encoder embedding) and the main sequential models;
+# the encoder is the offline `minilm-l6`.
 QUICKSTART_RUNS: list[tuple[str, str, dict]] = [
     ("baseline", "MostPopular", {}),
     ("baseline", "Random", {}),
+    ("A", "DNN", {}),
+    ("A", "DCNv2", {}),
+    ("B", "DNN_text", {}),
+    ("C", "DNN_emb", {"encoder": "minilm-l6"}),
+    ("G", "SASRec-3L", {}),
+    ("G", "GRU4Rec", {}),
+    ("G", "SKNN", {}),
+    ("G", "LLM2SASRec", {"encoder": "minilm-l6"}),
 ]
 
 
