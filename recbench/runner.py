@@ -151,7 +151,9 @@ def _run_one(req, home, group, model_name, model_cls, configs, chash, key, datas
         reporter.stage(f"{group}/{model_name} on {dataset} ({task}): training")
         t0 = time.perf_counter()
         model.fit(data)
-        train_s = time.perf_counter() - t0
+        # a resumed run also spent the epochs it restored from its checkpoint
+        train_s = time.perf_counter() - t0 + getattr(getattr(model, "result", None),
+                                                     "prior_seconds", 0.0)
 
         reporter.stage(f"{group}/{model_name} on {dataset} ({task}): evaluating "
                        f"{data.test.height:,} test rows")

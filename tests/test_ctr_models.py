@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import time
 import types
 
 import numpy as np
@@ -133,12 +134,21 @@ def test_checkpoint_resume_after_interruption(shared_home, monkeypatch):
     monkeypatch.setattr(metrics, "gauc", interrupted_gauc)
     with pytest.raises(KeyboardInterrupt):
         _run(shared_home, "A", "DCNv2", smoke=False, **sets)
-    assert list(shared_home.glob("results/**/*.work/checkpoint.pt"))
+    (ckpt,) = shared_home.glob("results/**/*.work/checkpoint.pt")
+    import torch
+
+    (before,) = torch.load(ckpt, weights_only=False)["history"]  # epoch 1, timed
     monkeypatch.setattr(metrics, "gauc", real_gauc)
 
+    t0 = time.perf_counter()
     (outcome,) = _run(shared_home, "A", "DCNv2", smoke=False, **sets)
+    rerun = time.perf_counter() - t0
     training = next(n for n in outcome.record.notes if n.startswith("training"))
     assert "'resumed_from_epoch': 1" in training and "'epochs_run': 3" in training
+    assert f"'seconds_before_resume': {round(before['seconds'], 1)}" in training
+    # the record's training time includes the epoch done before the interruption
+    assert outcome.record.train_seconds >= before["seconds"] > 0
+    assert outcome.record.train_seconds <= rerun + before["seconds"]
     assert not list(shared_home.glob("results/**/*.work"))  # cleaned up after success
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ class TrainResult:
     epochs_run: int
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from: int | None = None
+    prior_seconds: float = 0.0  # training time of the epochs restored from a checkpoint
 
 
 def train(
@@ -81,7 +83,7 @@ def train(
     max_steps = 2 if ctx.smoke else cfg.max_steps_per_epoch
 
     start_epoch, best, best_epoch, best_state, history = 0, float("-inf"), -1, None, []
-    resumed = None
+    resumed, prior_seconds = None, 0.0
     ckpt = Path(ctx.work_dir) / CHECKPOINT if ctx.work_dir else None
     if ckpt is not None and ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
@@ -90,6 +92,7 @@ def train(
         start_epoch, best, best_epoch = state["epoch"] + 1, state["best"], state["best_epoch"]
         best_state, history = state["best_state"], state["history"]
         resumed = start_epoch
+        prior_seconds = sum(h.get("seconds", 0.0) for h in history)
         log.info("resumed from %s at epoch %d (best %.4f)", ckpt, start_epoch, best)
         reporter.stage(f"resuming an interrupted run at epoch {start_epoch + 1}")
 
@@ -97,6 +100,7 @@ def train(
         if epoch - best_epoch > cfg.patience and best_epoch >= 0:
             break
         module.train()
+        epoch_start = time.perf_counter()
         total, steps = 0.0, 0
         total_batches = n_batches(epoch) if n_batches else None
         if max_steps is not None and total_batches is not None:
@@ -117,7 +121,8 @@ def train(
         module.eval()
         with torch.no_grad():
             score = float(validate(accelerator.unwrap_model(module)))
-        history.append({"epoch": epoch + 1, "loss": total / max(steps, 1), "valid": score})
+        history.append({"epoch": epoch + 1, "loss": total / max(steps, 1), "valid": score,
+                        "seconds": time.perf_counter() - epoch_start})
         log.info("epoch %d: loss %.4f valid %.4f", epoch + 1, total / max(steps, 1), score)
         reporter.stage(f"epoch {epoch + 1}: loss {total / max(steps, 1):.4f}, "
                        f"valid {score:.4f}")
@@ -129,7 +134,7 @@ def train(
                   best_state, history)
     if best_state is not None:
         accelerator.unwrap_model(module).load_state_dict(best_state)
-    return TrainResult(best, best_epoch + 1, len(history), history, resumed)
+    return TrainResult(best, best_epoch + 1, len(history), history, resumed, prior_seconds)
 
 
 def _save(path: Path, module, optimizer, epoch, best, best_epoch, best_state, history) -> None:
@@ -143,4 +148,6 @@ def _save(path: Path, module, optimizer, epoch, best, best_epoch, best_state, hi
 
 def describe(result: TrainResult) -> dict[str, Any]:
     return {"best_valid": result.best_score, "best_epoch": result.best_epoch,
-            "epochs_run": result.epochs_run, "resumed_from_epoch": result.resumed_from}
+            "epochs_run": result.epochs_run, "resumed_from_epoch": result.resumed_from,
+            **({"seconds_before_resume": round(result.prior_seconds, 1)}
+               if result.resumed_from is not None else {})}
