@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from recbench.models.base import RunContext, TaskData
-from recbench.models.registry import models_in_group
+from recbench.models.registry import MODELS, models_in_group
 from recbench.runner import RunRequest, run
 
 SEQ_MODELS = models_in_group("G")
@@ -132,10 +132,12 @@ def test_causal_loss_only_scores_positions_with_a_history():
     assert logits.shape == (4, 6) and (target == 0).all()
 
 
-def test_single_row_scoring_path_matches_the_batch_path():
-    from recbench.models.seq.sasrec import SASRec
-
-    model = SASRec(SASRec.Config(dim=16, n_layers=1, max_len=5), RunContext(seed=0))
+@pytest.mark.parametrize("name", ["SASRec", "BERT4Rec", "GRU4Rec"])
+def test_single_row_scoring_path_matches_the_batch_path(name):
+    """Batch 1 runs the history unpadded; the batch path pads to max_len: same scores."""
+    cls = MODELS.load(name)
+    sets = {"hidden": 16} if name == "GRU4Rec" else {"n_layers": 1}
+    model = cls(cls.Config(dim=16, max_len=5, **sets), RunContext(seed=0))
     model.n_items, model.items = 30, _table()
     model.module = model.encoder(model.items).eval()
     rows = pl.DataFrame({"history": [[3, 4], [], list(range(1, 12)), None]},

@@ -96,15 +96,16 @@ class SeqModel(TorchSeq):
 
     def histories(self, rows: pl.DataFrame) -> torch.Tensor:
         """(n, max_len) right-aligned shifted ids; a single row (the latency protocol's path)
-        skips the vectorised polars padding, whose fixed cost dominates at batch 1."""
+        skips the vectorised polars padding, whose fixed cost dominates at batch 1, and is not
+        padded at all: (1, its length), exact as positions are right-aligned and padding masked."""
         length = self.config.max_len
         if rows.height != 1:
             return torch.from_numpy(pad_histories(rows["history"], length, align="right"))
         history = rows["history"][0]
         ids = (history.to_numpy()[-length:].astype(np.int64) + 1 if history is not None
                else np.zeros(0, dtype=np.int64))
-        out = np.zeros((1, length), dtype=np.int64)
-        out[0, length - len(ids):] = ids
+        out = np.zeros((1, max(len(ids), 1)), dtype=np.int64)  # an empty history: one pad
+        out[0, out.shape[1] - len(ids):] = ids
         return torch.from_numpy(out)
 
     @torch.inference_mode()
