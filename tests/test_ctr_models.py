@@ -97,10 +97,10 @@ def test_variant_rejects_another_representation(shared_home):
         _run(shared_home, "B", "DNN_text", items="id")
 
 
-@pytest.mark.parametrize("model_name", ["DNN", "AutoInt_text"])
+@pytest.mark.parametrize("model_name", [*NINE, "AutoInt_text"])
 def test_fast_scoring_path_matches_the_network(shared_home, model_name):
-    """predict_ctr (cached item vectors, batch norm folded, a no-padding path for one row)
-    scores exactly like the training network."""
+    """predict_ctr (cached item vectors, batch norm folded, a no-padding path for one row
+    through the traced Φ) scores exactly like the training network."""
     from recbench.data.prepare import load_manifest
     from recbench.models.base import RunContext
     from recbench.runner import load_task_data
@@ -116,6 +116,7 @@ def test_fast_scoring_path_matches_the_network(shared_home, model_name):
     assert np.allclose(model.predict_ctr(rows), reference, atol=1e-5)
     one = np.concatenate([model.predict_ctr(rows.slice(i, 1)) for i in range(rows.height)])
     assert np.allclose(one, reference, atol=1e-5)
+    assert model.scorer_one_kind.startswith("TorchScript")  # no silent fallback to eager
 
 
 def test_checkpoint_resume_after_interruption(shared_home, monkeypatch):

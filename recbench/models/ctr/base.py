@@ -21,6 +21,7 @@ Dropout 0.1 is RecBench's released setting. Widths are smaller than that code's 
 
 from __future__ import annotations
 
+import warnings
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -92,6 +93,8 @@ class DeepCTR(TorchCTR):
         ids = torch.arange(self.n_items + 1, device=next(self.net.parameters()).device)
         self.item_vectors = self.net.items(ids)  # (n_items + 1, d)
         self.scorer = fold_for_inference(self.net.phi)
+        self.scorer_one, self.scorer_one_kind = trace_for_batch_one(
+            self.scorer, self.item_vectors.shape[1], ids.device)
 
     @torch.inference_mode()
     def predict_ctr(self, rows: pl.DataFrame) -> np.ndarray:
@@ -105,16 +108,36 @@ class DeepCTR(TorchCTR):
                                    mode="mean")  # Eq. 2: (1, d); an empty history gives 0
             row = int(rows["item_id"][0]) + 1
             item = table[row:row + 1]  # (1, d)
-        else:
-            history = torch.from_numpy(pad_histories(rows["history"])).to(table.device)
-            user = F.embedding_bag(history, table, mode="mean", padding_idx=0)  # Eq. 2: (B, d)
-            ids = torch.from_numpy(rows["item_id"].to_numpy().astype(np.int64) + 1)
-            item = table[ids.to(table.device)]  # (B, d)
+            return torch.sigmoid(self.scorer_one(user, item)).reshape(-1).cpu().numpy()  # Eq. 3
+        history = torch.from_numpy(pad_histories(rows["history"])).to(table.device)
+        user = F.embedding_bag(history, table, mode="mean", padding_idx=0)  # Eq. 2: (B, d)
+        ids = torch.from_numpy(rows["item_id"].to_numpy().astype(np.int64) + 1)
+        item = table[ids.to(table.device)]  # (B, d)
         logits = self.scorer(user, item).reshape(-1)  # Eq. 3
         return torch.sigmoid(logits).cpu().numpy()
 
     def notes(self) -> list[str]:
-        return [*super().notes(), f"batch size {self.config.batch_size}"]
+        return [*super().notes(), f"batch size {self.config.batch_size}",
+                f"batch-1 scoring (latency): {self.scorer_one_kind}"]
+
+
+def trace_for_batch_one(phi: torch.nn.Module, dim: int, device: torch.device
+                        ) -> tuple[torch.nn.Module, str]:
+    """Φ traced by TorchScript for the latency protocol's batch-1 path, and what was used.
+
+    At batch 1, Python's per-module call overhead is most of Φ's time; the traced graph skips it
+    (1.5-3x less per sample for the nine models on this 2-core CPU: `benchmarks/latency_bench.py`).
+    TorchScript is deprecated in favour of `torch.compile`, but a compiled Φ is *slower* at batch
+    1 here (its per-call guards: DNN 67 -> 129 us), so tracing stays; where it is unavailable or
+    fails, Φ runs eagerly. Exactness is tested against the batch path (tests/test_ctr_models.py).
+    """
+    example = (torch.randn(1, dim, device=device), torch.randn(1, dim, device=device))
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # deprecation and tracer notices
+            return torch.jit.trace(phi.eval(), example, check_trace=False), "TorchScript trace of Φ"
+    except Exception as exc:  # noqa: BLE001 - any tracing failure: fall back to eager
+        return phi, f"eager Φ (tracing failed: {type(exc).__name__})"
 
 
 def with_items(model: type[DeepCTR], items: Literal["text", "embedding"]) -> type[DeepCTR]:
