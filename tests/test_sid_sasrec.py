@@ -225,6 +225,20 @@ def test_training_beats_most_popular_on_tiny_synthetic(home, sids):
     assert "0 invalid code sequences" in " ".join(record.notes)
 
 
+def test_plain_and_cbs_variants_train_the_same_model(home, sids):
+    """Validation decodes with CBS in both, so they differ only in the test decoding."""
+    sets = {"n_layers": 1, "dim": 16, "batch_size": 64, "epochs": 3, "patience": 3}
+    _, plain = _ndcg(home, "H", "SID-SASRec", cbs=False, **sets)
+    _, cbs = _ndcg(home, "H", "SID-SASRec", cbs=True, **sets)
+
+    def training(record):
+        return next(n for n in record.notes if n.startswith("training"))
+
+    assert "'epochs_run': 3" in training(cbs)
+    assert training(plain) == training(cbs)  # same validation scores, same best epoch
+    assert "CBS off" in " ".join(plain.notes) and "CBS on" in " ".join(cbs.notes)
+
+
 @pytest.mark.slow
 def test_sid_sasrec_3l_cbs_beats_most_popular_on_synthetic_small(tmp_path, sids):
     popular, _ = _ndcg(tmp_path, "baseline", "MostPopular", size="small")

@@ -13,7 +13,11 @@ causal) run over the tokens:
 
 Training is teacher-forced next-token cross-entropy (RecBench Eq. 7 at token level): on the
 history + target sequence every position predicts the next token's code among its level's K
-codes; early stopping on valid NDCG@10 of the decoded beam, lr 1e-3 as group G.
+codes; early stopping on valid NDCG@10 of the CBS-decoded beam, lr 1e-3 as group G. Validation
+decodes with CBS in both variants, so `SID-SASRec-3L` and `SID-SASRec-3L-CBS` train the same
+model (same seed) and differ only in the test decoding, which is what the paired rows of
+Table 5 compare; validating the plain variant on its own decodes would stop it in its first
+epochs, while nearly every unconstrained code sequence is still invalid and NDCG@10 is 0.
 
 Inference generates the target's L codes by `recbench.models.decoding.beam_search` (width
 `beam`, default 20 >= the evaluator's top-k): the history is encoded once and its per-layer keys
@@ -230,7 +234,8 @@ class SIDSASRec(Recommender):
                 yield {"tokens": tokens[idx]}
 
         def validate(_module) -> float:
-            ranks = metrics.full_ranks(self.score_items(valid), valid["target"].to_numpy())
+            scores = self.beam_item_scores(valid, cbs=True)  # model selection: always CBS
+            ranks = metrics.full_ranks(scores, valid["target"].to_numpy())
             return metrics.ranking_metrics(ranks, ks=(10,))["ndcg@10"]
 
         self.result = train(self.module, batches, self.loss, validate, cfg, self.ctx,
@@ -276,11 +281,15 @@ class SIDSASRec(Recommender):
 
     def score_items(self, rows: pl.DataFrame) -> np.ndarray:
         """(n, n_items): each beam item's joint code log-probability, -inf for the rest."""
+        return self.beam_item_scores(rows)
+
+    def beam_item_scores(self, rows: pl.DataFrame, cbs: bool | None = None) -> np.ndarray:
+        """`score_items` with the decoding's CBS switch overridable (None: the config's)."""
         out = np.full((rows.height, self.sids.n_items), -np.inf, dtype=np.float32)
         step = self.config.infer_batch_size
         for start in range(0, rows.height, step):
             chunk = rows.slice(start, step)
-            result = self.decode(chunk)
+            result = self.decode(chunk, cbs=cbs)
             out[start:start + chunk.height] = beam_scores(result, self.sids.n_items)
             if self.stats is not None and "target" in chunk.columns:
                 self._count(chunk, result.items.numpy())
