@@ -72,6 +72,9 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[RunOutcome]:
     group = get_group(req.group)
     resolved = resolve_model(group.name, req.model)
     model_name = resolved.name
+    # records, logs and checkpoints live under one name: the registered one, or for a
+    # construction (`--group J --model llama3-8b`) the name as given, which says the backbone
+    stored_as = req.model if resolved.implied else model_name
     entry = MODELS.entry(model_name)
     tasks = [t for t in group.tasks if t in entry.meta["tasks"]]
     if req.task is not None:
@@ -101,16 +104,17 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[RunOutcome]:
         for task in tasks:
             key = run_key(group.name, model_name, manifest["content_hash"], task, chash,
                           req.seed, req.smoke)
-            existing = store.find(dataset, group.name, model_name, key)
+            existing = store.find(dataset, group.name, stored_as, key)
             if existing is not None and _keep(existing, store, req.overwrite):
-                path = store.record_path(dataset, group.name, model_name, key)
+                path = store.record_path(dataset, group.name, stored_as, key)
                 reporter.result(f"[yellow]skipped[/] {group.name}/{model_name} on {dataset} "
                                 f"({task}): finished run exists ({path}); --overwrite always "
                                 "re-runs it")
                 outcomes.append(RunOutcome(dataset, task, "skipped", existing, path))
                 continue
-            record, path = _run_one(req, home, group.name, model_name, model_cls, configs, chash,
-                                    key, dataset, task, manifest, store, reporter)
+            record, path = _run_one(req, home, group.name, model_name, stored_as, model_cls,
+                                    configs, chash, key, dataset, task, manifest, store,
+                                    reporter)
             outcomes.append(RunOutcome(dataset, task, "done", record, path))
     return outcomes
 
@@ -126,9 +130,9 @@ def _keep(existing: Record, store: ResultStore, overwrite: str) -> bool:
     return True
 
 
-def _run_one(req, home, group, model_name, model_cls, configs, chash, key, dataset, task,
-             manifest, store, reporter) -> tuple[Record, Path]:
-    record_path = store.record_path(dataset, group, model_name, key)
+def _run_one(req, home, group, model_name, stored_as, model_cls, configs, chash, key, dataset,
+             task, manifest, store, reporter) -> tuple[Record, Path]:
+    record_path = store.record_path(dataset, group, stored_as, key)
     work_dir = record_path.with_name(f"{key}.work")
     log_path = record_path.with_name(f"{key}.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -169,7 +173,7 @@ def _run_one(req, home, group, model_name, model_cls, configs, chash, key, datas
                           warmup=ecfg.latency_warmup, threads=ecfg.latency_threads,
                           device=req.device)
         record = Record(
-            key=key, group=group, model=req.model, model_id=model.model_id,
+            key=key, group=group, model=stored_as, model_id=model.model_id,
             model_revision=model.model_revision, dataset=dataset, dataset_size=req.size,
             dataset_version=manifest["content_hash"],
             protocol_version=manifest["protocol_version"], task=task, mode=model.run_mode,

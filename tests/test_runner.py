@@ -52,6 +52,16 @@ def test_finished_runs_are_skipped_and_always_reruns(home):
     assert {o.status for o in redo} == {"done"}
 
 
+def test_a_name_in_another_case_is_stored_and_skipped_under_the_registered_one(tmp_path):
+    first = run(req(tmp_path, model="mostpopular"))
+    folder = tmp_path / "results" / "synthetic" / "baseline" / "MostPopular"
+    assert all(o.path.parent == folder for o in first)
+    assert {o.record.model for o in first} == {"MostPopular"}
+    assert len(list(folder.glob("*.log"))) == 2  # the logs beside their records
+    again = run(req(tmp_path, model="MOSTPOPULAR"))
+    assert {o.status for o in again} == {"skipped"}
+
+
 def test_only_missing_repairs_lost_predictions(home):
     first = run(req(home, model="Random"))
     store = ResultStore(home)
