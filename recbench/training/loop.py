@@ -24,6 +24,7 @@ from recbench.models.base import RunContext
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
+MIN_STEPS = 4  # fewer optimiser steps an epoch than this: warn (small data, large batch)
 
 
 class TrainConfig(ClosedConfig):
@@ -96,6 +97,13 @@ def train(
         log.info("resumed from %s at epoch %d (best %.4f)", ckpt, start_epoch, best)
         reporter.stage(f"resuming an interrupted run at epoch {start_epoch + 1}")
 
+    steps_per_epoch = n_batches(start_epoch) if n_batches else None
+    if not ctx.smoke and steps_per_epoch is not None and steps_per_epoch < MIN_STEPS:
+        message = (f"only {steps_per_epoch} optimiser step(s) an epoch at batch size "
+                   f"{cfg.batch_size}: early stopping (patience {cfg.patience}) may end training "
+                   "before it learns; a smaller --set batch_size gives more steps")
+        log.warning(message)
+        reporter.stage(f"[yellow]note:[/] {message}")
     for epoch in range(start_epoch, epochs):
         if epoch - best_epoch > cfg.patience and best_epoch >= 0:
             break
