@@ -168,5 +168,10 @@ def test_fold_for_inference_is_exact():
     folded = fold_for_inference(mlp)
     assert not any(isinstance(m, torch.nn.BatchNorm1d | torch.nn.Dropout) for m in folded.modules())
     assert not any(p.requires_grad for p in folded.parameters())
+    # every Linear is stored pre-transposed (a plain GEMM at batch 1), with the same values
+    assert not any(type(m) is torch.nn.Linear for m in folded.modules())
+    first = folded.net[0]
+    assert first.weight.shape == (8, 6) and first.weight_t.is_contiguous()
     x = torch.randn(5, 6)
     assert torch.allclose(folded(x), mlp(x), atol=1e-5)
+    assert torch.allclose(folded(x[:1]), mlp(x[:1]), atol=1e-5)  # batch 1, the latency path

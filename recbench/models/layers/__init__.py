@@ -1,6 +1,7 @@
 """Layers shared by models: MLP blocks, feature interactions (cross, attention, ...).
 
-- `mlp`: MLP (the deep part of every hybrid CTR model), fold_for_inference (batch norm folded).
+- `mlp`: MLP (the deep part of every hybrid CTR model), fold_for_inference (batch norm folded,
+  Linear weights pre-transposed).
 - `cross`: CrossNet (DCN), CrossNetV2 with optional low-rank mixture (DCNv2), GatedCrossNet (GDCN).
 - `product`: InnerProduct and OuterProduct (PNN), FMInteraction (FM second order, DeepFM).
 - `attention`: InteractingLayer (AutoInt's multi-head self-attention with residual),

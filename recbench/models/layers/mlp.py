@@ -75,9 +75,39 @@ def fold_for_inference(module: nn.Module) -> nn.Module:
             elif not isinstance(layer, nn.Dropout | nn.Identity):
                 kept.append(layer)
         mlp.net = nn.Sequential(*kept)
+    _pretranspose_linears(copied)
     for p in copied.parameters():
         p.requires_grad_(False)
     return copied
+
+
+class PretransposedLinear(nn.Module):
+    """y = x Wᵀ + b with Wᵀ stored contiguous (in, out): at batch 1 on CPU, `x @ Wᵀ` runs a
+    plain GEMM several times faster than `F.linear`'s transposed one (measured on this 2-core
+    box: 4-12 us against 27 us for 1x128 -> 256). Same values; inference copies only."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.weight_t = nn.Parameter(linear.weight.detach().T.contiguous(), requires_grad=False)
+        self.bias = (nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
+                     if linear.bias is not None else None)
+
+    @property
+    def weight(self) -> torch.Tensor:  # (out, in), for code that reads a Linear's weight
+        return self.weight_t.T
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x @ self.weight_t
+        return y + self.bias if self.bias is not None else y
+
+
+def _pretranspose_linears(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        if type(child) is nn.Linear:
+            setattr(module, name, PretransposedLinear(child))
+        else:
+            _pretranspose_linears(child)
 
 
 def _fold(linear: nn.Linear, bn: nn.BatchNorm1d) -> nn.Linear:
