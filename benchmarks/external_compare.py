@@ -1,6 +1,6 @@
 """recbench's SASRec-3L and DCNv2 against RecBole's SASRec and FuxiCTR's DCNv2, same split.
 
-    /work/extvenv/bin/python benchmarks/external_compare.py [--dataset amazon-beauty]
+    .extvenv/bin/python benchmarks/external_compare.py [--dataset amazon-beauty]
         [--size small] [--home .recbench] [--only recbole|fuxictr] [--threads 1]
 
 Issue 4: the prepared split under `--home` is exported into each library's own input format,
@@ -28,7 +28,7 @@ recbench's own numbers come from its result records for the same dataset version
   criterion; FuxiCTR's gAUC weights users by rows, and every user here has 4 rows).
 
 Environment (kept apart from recbench's .venv; versions that run these two libraries):
-    python3 -m venv /work/extvenv && P=/work/extvenv/bin/pip
+    python3 -m venv .extvenv && P=.extvenv/bin/pip
     $P install torch==2.13.0                     # the CPU build
     $P install --no-deps recbole==1.2.1 fuxictr==2.3.9
     $P install "numpy<2" "pandas<3" "polars<2" "pyarrow<19" scipy scikit-learn pyyaml tqdm h5py \
@@ -425,7 +425,7 @@ def table(results: list[Result], keys: tuple[str, ...]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path,
-                        default=Path(os.environ.get("RECBENCH_HOME", "/work/main/.recbench")))
+                        default=Path(os.environ.get("RECBENCH_HOME", ".recbench")))
     parser.add_argument("--dataset", default="amazon-beauty")
     parser.add_argument("--size", default="small")
     parser.add_argument("--only", choices=["recbole", "fuxictr"], default=None)
