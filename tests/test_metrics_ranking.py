@@ -171,3 +171,11 @@ def test_topk_items_hand_computed_and_errors():
     assert topk_items(scores, 3).tolist() == [[1, 0, 2]]
     with pytest.raises(MetricError, match="k must be"):
         topk_items(scores, 6)
+
+
+def test_valid_ndcg10_hand_computed():
+    from recbench.metrics import valid_ndcg10
+
+    scores = np.array([[0.1, 0.9, 0.5], [0.3, 0.2, 0.1]])
+    # row 0: target 2 ranks second -> 1 / log2(3); row 1: target 0 ranks first -> 1
+    assert valid_ndcg10(scores, [2, 0]) == pytest.approx((1 / np.log2(3) + 1) / 2)

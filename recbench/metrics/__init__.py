@@ -34,6 +34,7 @@ _EXPORTS: dict[str, str] = {
     "ranks_from_scores": "ranking",
     "full_ranks": "ranking",
     "ranking_metrics": "ranking",
+    "valid_ndcg10": "ranking",
     "topk_items": "ranking",
     "per_row_metric": "ranking",
     "catalog_coverage": "beyond",

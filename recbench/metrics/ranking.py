@@ -324,3 +324,9 @@ def _topk_block(block: np.ndarray, k: int) -> np.ndarray:
         vals[redo] = np.take_along_axis(sub, top[redo], axis=1)
     order = np.lexsort((top, -vals), axis=1)
     return np.take_along_axis(top, order, axis=1)
+
+
+def valid_ndcg10(scores: np.ndarray, targets: ArrayLike) -> float:
+    """NDCG@10 of each row's target ranked among all items by `scores` (n, n_items): the
+    validation score SeqRec training stops early on."""
+    return ranking_metrics(full_ranks(scores, targets), ks=(10,))["ndcg@10"]

@@ -290,8 +290,7 @@ class SIDSeq(_SIDTokens, _P5):
         targets = valid["target"].to_numpy()
 
         def ndcg10(_net) -> float:
-            ranks = metrics.full_ranks(self.score_items(valid), targets)
-            return metrics.ranking_metrics(ranks, ks=(10,))["ndcg@10"]
+            return metrics.valid_ndcg10(self.score_items(valid), targets)
         return ndcg10
 
     # -- decoding --------------------------------------------------------------------------

@@ -85,8 +85,7 @@ class SeqModel(TorchSeq):
                 yield {"seq": seqs[idx]}
 
         def validate(_module):
-            ranks = metrics.full_ranks(self.score_items(valid), valid["target"].to_numpy())
-            return metrics.ranking_metrics(ranks, ks=(10,))["ndcg@10"]
+            return metrics.valid_ndcg10(self.score_items(valid), valid["target"].to_numpy())
 
         self.result = train(self.module, batches, self.loss, validate, cfg, self.ctx,
                             n_batches=lambda _e: -(-n // cfg.batch_size))

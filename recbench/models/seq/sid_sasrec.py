@@ -235,8 +235,7 @@ class SIDSASRec(Recommender):
 
         def validate(_module) -> float:
             scores = self.beam_item_scores(valid, cbs=True)  # model selection: always CBS
-            ranks = metrics.full_ranks(scores, valid["target"].to_numpy())
-            return metrics.ranking_metrics(ranks, ks=(10,))["ndcg@10"]
+            return metrics.valid_ndcg10(scores, valid["target"].to_numpy())
 
         self.result = train(self.module, batches, self.loss, validate, cfg, self.ctx,
                             n_batches=lambda _e: -(-n // cfg.batch_size))
