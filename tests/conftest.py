@@ -23,6 +23,18 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny tensors: a second torch thread only adds contention (10x slower on a busy 2-core
+    box). Modules opt in with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def home(tmp_path: Path) -> Path:
     """An empty $RECBENCH_HOME for one test."""
     root = tmp_path / "home"

@@ -18,13 +18,7 @@ from recbench.runner import RunRequest, run
 SEQ_MODELS = models_in_group("G")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second thread only adds contention (10x slower on a busy 2-core box)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fake_item_vectors(data, encoder, pooling, pca_dim, fit_items, ctx):

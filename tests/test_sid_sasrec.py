@@ -21,12 +21,7 @@ from recbench.runner import RunRequest, run
 K, L = 16, 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def genre_codes(items: pl.DataFrame) -> np.ndarray:
