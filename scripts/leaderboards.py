@@ -2,7 +2,8 @@
 (groups A, B, C, G) and the baselines on the real subsets of `../shared/data`, then the tables.
 
     python scripts/leaderboards.py prepare          # the six real subsets, --size small
-    python scripts/leaderboards.py run [--groups A,G] [--datasets mind]
+    python scripts/leaderboards.py run [--groups A,G] [--datasets mind] [--models SASRec-3L]
+                                       [--overwrite always]   # re-run finished runs
     python scripts/leaderboards.py tables           # leaderboards/*.md from the results store
 
 `run` calls `recbench run` once per (group, model) over all prepared datasets; finished runs are
@@ -62,11 +63,16 @@ def prepare() -> None:
            OUT / "COMMANDS.md")
 
 
-def run(groups: list[str], datasets: list[str]) -> int:
+def run(groups: list[str], datasets: list[str], models: list[str] | None = None,
+        overwrite: str = "never") -> int:
     failed = []
     for group in groups:
         for model, settings in PLAN[group]:
+            if models is not None and model not in models:
+                continue
             cmd = [*RECBENCH, "run", "--group", group, "--model", model, "--size", SIZE]
+            if overwrite != "never":
+                cmd += ["--overwrite", overwrite]
             for d in datasets:
                 cmd += ["--dataset", d]
             for s in settings:
@@ -96,12 +102,15 @@ def main() -> int:
     parser.add_argument("what", choices=["prepare", "run", "tables"])
     parser.add_argument("--groups", default="baseline,A,B,C,G")
     parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--models", default=None, help="only these models of the plan (a,b,..)")
+    parser.add_argument("--overwrite", default="never", choices=["never", "always"])
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
     if args.what == "prepare":
         prepare()
     elif args.what == "run":
-        return run(args.groups.split(","), args.datasets.split(","))
+        return run(args.groups.split(","), args.datasets.split(","),
+                   args.models.split(",") if args.models else None, args.overwrite)
     else:
         tables()
     return 0

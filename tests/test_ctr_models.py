@@ -99,8 +99,8 @@ def test_variant_rejects_another_representation(shared_home):
 
 @pytest.mark.parametrize("model_name", [*NINE, "AutoInt_text"])
 def test_fast_scoring_path_matches_the_network(shared_home, model_name):
-    """predict_ctr (cached item vectors, batch norm folded, a no-padding path for one row
-    through the traced Φ) scores exactly like the training network."""
+    """predict_ctr (cached item vectors, batch norm folded, one row through the exported
+    ONNX Runtime path) scores exactly like the training network."""
     from recbench.data.prepare import load_manifest
     from recbench.models.base import RunContext
     from recbench.runner import load_task_data
@@ -116,7 +116,38 @@ def test_fast_scoring_path_matches_the_network(shared_home, model_name):
     assert np.allclose(model.predict_ctr(rows), reference, atol=1e-5)
     one = np.concatenate([model.predict_ctr(rows.slice(i, 1)) for i in range(rows.height)])
     assert np.allclose(one, reference, atol=1e-5)
-    assert model.scorer_one_kind.startswith("TorchScript")  # no silent fallback to eager
+    assert model.score_one_kind.startswith("ONNX Runtime")  # no silent fallback to PyTorch
+
+
+def test_batch_one_fallback_and_empty_history(shared_home, monkeypatch):
+    """Without onnxruntime the single-row path runs in PyTorch (TorchScript Φ) and says so; both
+    paths score an empty history (u = 0, as the batch path's embedding bag) like the network."""
+    import polars as pl
+
+    from recbench.data.prepare import load_manifest
+    from recbench.models.base import RunContext
+    from recbench.models.ctr.batch_one import batch_one_scorer
+    from recbench.runner import load_task_data
+
+    _run(shared_home, "B", "AutoInt_text")
+    data = load_task_data(shared_home, "synthetic", "tiny", "ctr",
+                          load_manifest(shared_home, "synthetic", "tiny"), smoke=True)
+    cls = MODELS.load("DCNv2")
+    model = cls(cls.Config(epochs=1, max_steps_per_epoch=2), RunContext(seed=0))
+    model.fit(data)
+    rows = data.test.head(4).with_columns(
+        pl.Series("history", [[], None, [3], [1, 2, 2]], dtype=data.test["history"].dtype))
+    reference = model._predict(model.net, rows)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails: the fallback
+    fallback, kind = batch_one_scorer(model.item_vectors, model.scorer)
+    assert kind.startswith("TorchScript trace of Φ (ONNX Runtime unavailable")
+    for i in range(rows.height):
+        history = rows["history"][i]
+        ids = (np.asarray(history.to_list(), dtype=np.int64) + 1 if history is not None
+               else np.zeros(0, dtype=np.int64))
+        item = int(rows["item_id"][i]) + 1
+        assert np.allclose(model.score_one(ids, item), reference[i], atol=1e-5)  # ONNX Runtime
+        assert np.allclose(fallback(ids, item), reference[i], atol=1e-5)
 
 
 def test_checkpoint_resume_after_interruption(shared_home, monkeypatch):

@@ -289,3 +289,23 @@ def test_sasrec_beats_most_popular_on_synthetic_small(tmp_path):
     popular = ndcg("baseline", "MostPopular")
     sasrec = ndcg("G", "SASRec-3L", epochs=10)  # ten epochs already clear the baseline
     assert sasrec > popular * 1.5, (sasrec, popular)
+
+
+def test_seq_batch_size_caps_small_splits_at_eight_steps_an_epoch():
+    from recbench.models.torch_base import seq_batch_size
+
+    assert seq_batch_size(3600, 256) == 256  # amazon small: the paper's 256 unchanged
+    assert seq_batch_size(2048, 256) == 256
+    assert seq_batch_size(749, 256) == 93  # goodbooks small: 3 steps at 256, 9 at 93
+    assert seq_batch_size(486, 256) == 60
+    assert seq_batch_size(100, 256) == 32  # never below 32
+    assert seq_batch_size(486, 16) == 16  # an explicit smaller size is kept
+
+
+def test_seq_record_notes_the_batch_size_it_trained_with(home):
+    [outcome] = run(RunRequest(group="G", model="SASRec-3L", datasets=["synthetic"], size="tiny",
+                               smoke=True, home=home, sets={"dim": 16, "latency_samples": 5}))
+    n_train = pl.scan_parquet(home / "datasets" / "synthetic" / "tiny" / "seq" / "train.parquet"
+                              ).select(pl.len()).collect().item()
+    expected = min(256, max(32, n_train // 8))
+    assert any(note.startswith(f"batch size {expected} ") for note in outcome.record.notes)

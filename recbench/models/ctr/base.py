@@ -21,7 +21,6 @@ Dropout 0.1 is RecBench's released setting. Widths are smaller than that code's 
 
 from __future__ import annotations
 
-import warnings
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -31,6 +30,7 @@ import torch.nn.functional as F
 from pydantic import create_model
 
 from recbench.models.base import TaskData
+from recbench.models.ctr.batch_one import batch_one_scorer
 from recbench.models.layers.mlp import fold_for_inference
 from recbench.models.torch_base import MAX_HISTORY, CTRConfig, TorchCTR, pad_histories
 
@@ -93,22 +93,19 @@ class DeepCTR(TorchCTR):
         ids = torch.arange(self.n_items + 1, device=next(self.net.parameters()).device)
         self.item_vectors = self.net.items(ids)  # (n_items + 1, d)
         self.scorer = fold_for_inference(self.net.phi)
-        self.scorer_one, self.scorer_one_kind = trace_for_batch_one(
-            self.scorer, self.item_vectors.shape[1], ids.device)
+        self.score_one, self.score_one_kind = batch_one_scorer(self.item_vectors, self.scorer)
 
-    @torch.inference_mode()
     def predict_ctr(self, rows: pl.DataFrame) -> np.ndarray:
-        table = self.item_vectors  # (n_items + 1, d), row 0 = padding
         if rows.height == 1:  # the latency protocol's path: one row, no padding, fewest ops
             history = rows["history"][0]
             ids = (history.to_numpy()[-MAX_HISTORY:].astype(np.int64) + 1 if history is not None
                    else np.zeros(0, dtype=np.int64))
-            offsets = torch.zeros(1, dtype=torch.int64, device=table.device)
-            user = F.embedding_bag(torch.from_numpy(ids).to(table.device), table, offsets,
-                                   mode="mean")  # Eq. 2: (1, d); an empty history gives 0
-            row = int(rows["item_id"][0]) + 1
-            item = table[row:row + 1]  # (1, d)
-            return torch.sigmoid(self.scorer_one(user, item)).reshape(-1).cpu().numpy()  # Eq. 3
+            return self.score_one(ids, int(rows["item_id"][0]) + 1)  # batch_one.py
+        return self._predict_batch(rows)
+
+    @torch.inference_mode()
+    def _predict_batch(self, rows: pl.DataFrame) -> np.ndarray:
+        table = self.item_vectors  # (n_items + 1, d), row 0 = padding
         history = torch.from_numpy(pad_histories(rows["history"])).to(table.device)
         user = F.embedding_bag(history, table, mode="mean", padding_idx=0)  # Eq. 2: (B, d)
         ids = torch.from_numpy(rows["item_id"].to_numpy().astype(np.int64) + 1)
@@ -118,26 +115,7 @@ class DeepCTR(TorchCTR):
 
     def notes(self) -> list[str]:
         return [*super().notes(), f"batch size {self.config.batch_size}",
-                f"batch-1 scoring (latency): {self.scorer_one_kind}"]
-
-
-def trace_for_batch_one(phi: torch.nn.Module, dim: int, device: torch.device
-                        ) -> tuple[torch.nn.Module, str]:
-    """Φ traced by TorchScript for the latency protocol's batch-1 path, and what was used.
-
-    At batch 1, Python's per-module call overhead is most of Φ's time; the traced graph skips it
-    (1.5-3x less per sample for the nine models on this 2-core CPU: `benchmarks/latency_bench.py`).
-    TorchScript is deprecated in favour of `torch.compile`, but a compiled Φ is *slower* at batch
-    1 here (its per-call guards: DNN 67 -> 129 us), so tracing stays; where it is unavailable or
-    fails, Φ runs eagerly. Exactness is tested against the batch path (tests/test_ctr_models.py).
-    """
-    example = (torch.randn(1, dim, device=device), torch.randn(1, dim, device=device))
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # deprecation and tracer notices
-            return torch.jit.trace(phi.eval(), example, check_trace=False), "TorchScript trace of Φ"
-    except Exception as exc:  # noqa: BLE001 - any tracing failure: fall back to eager
-        return phi, f"eager Φ (tracing failed: {type(exc).__name__})"
+                f"batch-1 scoring (latency): {self.score_one_kind}"]
 
 
 def with_items(model: type[DeepCTR], items: Literal["text", "embedding"]) -> type[DeepCTR]:

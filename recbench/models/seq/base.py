@@ -28,7 +28,8 @@ from torch import nn
 
 from recbench import metrics
 from recbench.models.base import TaskData
-from recbench.models.torch_base import SeqConfig, TorchSeq, _batches, build_items, pad_histories
+from recbench.models.torch_base import (SeqConfig, TorchSeq, _batches, build_items, pad_histories,
+                                        seq_batch_size)
 from recbench.training.loop import train
 
 
@@ -79,6 +80,8 @@ class SeqModel(TorchSeq):
         valid = data.valid
         rng = np.random.default_rng(self.ctx.seed)
         n = seqs.shape[0]
+        self.config = cfg = cfg.model_copy(
+            update={"batch_size": seq_batch_size(n, cfg.batch_size)})
 
         def batches(_epoch):
             for idx in _batches(n, cfg.batch_size, rng):
