@@ -28,8 +28,14 @@ from torch import nn
 
 from recbench import metrics
 from recbench.models.base import TaskData
-from recbench.models.torch_base import (SeqConfig, TorchSeq, _batches, build_items, pad_histories,
-                                        seq_batch_size)
+from recbench.models.torch_base import (
+    SeqConfig,
+    TorchSeq,
+    _batches,
+    build_items,
+    pad_histories,
+    seq_batch_size,
+)
 from recbench.training.loop import train
 
 
