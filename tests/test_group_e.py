@@ -171,3 +171,26 @@ def test_encoder_finetune_trains_lora_and_a_cls_head(data, tmp_path):
     again.fit(data)
     np.testing.assert_allclose(again.predict_ctr(rows), scores, atol=1e-5)
     assert any("[CLS]" in n for n in again.notes())
+
+
+def test_quantization_needs_cuda_and_says_so_in_one_line(home):
+    result = CliRunner().invoke(app, ["run", "--group", "E", "--model", "smollm2-135m",
+                                      "--set", "quantization=4bit", "--dataset", "synthetic",
+                                      "--size", "tiny", "--smoke", "--home", str(home)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "quantization=4bit needs a CUDA device" in " ".join(result.output.split())
+
+
+def test_device_map_loading_scores_like_the_default(data, tmp_path):
+    """device_map= hands placement to accelerate at load time; on one CPU the scores must be
+    the ones of the plainly loaded model, and the record says how it was placed."""
+    try:
+        plain = make(tmp_path / "a", max_len=256)
+        plain._setup(data)
+        mapped = make(tmp_path / "b", max_len=256, device_map="cpu")
+        mapped._setup(data)
+    except RecbenchError as err:
+        pytest.skip(str(err))
+    rows = data.test.head(6)
+    np.testing.assert_allclose(mapped.predict_ctr(rows), plain.predict_ctr(rows), atol=1e-5)
+    assert mapped.net.lm.recbench_source.device == "device_map=cpu"

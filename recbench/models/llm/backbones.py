@@ -164,8 +164,12 @@ def _model_class(kind: str, family: str):
             "seq2seq": transformers.AutoModelForSeq2SeqLM}[kind]
 
 
+QUANTIZATIONS = ("none", "8bit", "4bit")
+
+
 def load_backbone(entry: LLMEntry | str, kind: Kind = "auto", device: str = "cpu",
-                  dtype: torch.dtype | None = None) -> tuple[Any, Any]:
+                  dtype: torch.dtype | None = None, device_map: str | None = None,
+                  quantization: str = "none") -> tuple[Any, Any]:
     """Load a model and its tokenizer with transformers.
 
     Args:
@@ -175,6 +179,11 @@ def load_backbone(entry: LLMEntry | str, kind: Kind = "auto", device: str = "cpu
             LM head of the entry's family.
         device: `cpu`, `cuda` or `cuda:N`.
         dtype: the weights' dtype; default bf16 on CUDA, float32 on CPU.
+        device_map: transformers/accelerate placement instead of moving the whole model to
+            `device`, e.g. `auto` (layers over every visible GPU, then CPU) for models larger
+            than one GPU.
+        quantization: `8bit` / `4bit` weights through bitsandbytes (LLM.int8 / NF4 with `dtype`
+            compute; CUDA only), for backbones that do not fit in bf16.
 
     Returns:
         (model, tokenizer): the model in eval mode on `device` with `model.recbench_source` set;
@@ -186,6 +195,9 @@ def load_backbone(entry: LLMEntry | str, kind: Kind = "auto", device: str = "cpu
     """
     if kind not in KINDS:
         raise ConfigError(f"backbone kind {kind!r}: expected one of {', '.join(KINDS)}")
+    if quantization not in QUANTIZATIONS:
+        raise ConfigError(f"quantization {quantization!r}: expected one of "
+                          f"{', '.join(QUANTIZATIONS)}")
     entry = resolve(entry) if isinstance(entry, str) else entry
     if entry.backend != "hf":
         raise RecbenchError(f"model {entry.alias!r} ({entry.source}) is served over an "
@@ -201,6 +213,11 @@ def load_backbone(entry: LLMEntry | str, kind: Kind = "auto", device: str = "cpu
     source = source_of(entry)
     folder = entry.weights_dir()
     common: dict[str, Any] = {"trust_remote_code": entry.trust_remote_code}
+    if quantization != "none":
+        common["quantization_config"] = _bitsandbytes(quantization, device, dtype)
+        device_map = device_map or device  # bitsandbytes places weights while loading
+    if device_map is not None:
+        common["device_map"] = device_map
     offline = False
     if folder is not None:
         target = str(folder)
@@ -235,7 +252,8 @@ def load_backbone(entry: LLMEntry | str, kind: Kind = "auto", device: str = "cpu
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise RecbenchError(f"could not load model {entry.alias!r} from {target}: "
                             f"{first}") from err
-    model.to(device)
+    if device_map is None:  # else placed by accelerate while loading
+        model.to(device)
     model.eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
@@ -243,7 +261,28 @@ def load_backbone(entry: LLMEntry | str, kind: Kind = "auto", device: str = "cpu
     commit = getattr(model.config, "_commit_hash", None)
     if folder is None and isinstance(commit, str) and _COMMIT.match(commit):
         revision = commit
+    placed = str(device) if device_map is None else f"device_map={device_map}"
+    precision = str(dtype).removeprefix("torch.") + (
+        "" if quantization == "none" else f" compute, {quantization} bitsandbytes weights")
     model.recbench_source = BackboneSource(source.alias, source.model_id, revision,
-                                           source.path, source.gguf_file,
-                                           str(dtype).removeprefix("torch."), str(device))
+                                           source.path, source.gguf_file, precision, placed)
     return model, tokenizer
+
+
+def _bitsandbytes(quantization: str, device: str, dtype: torch.dtype) -> Any:
+    """transformers' BitsAndBytesConfig for `8bit` (LLM.int8) or `4bit` (NF4, `dtype` compute)."""
+    if not str(device).startswith("cuda"):
+        raise ConfigError(f"quantization={quantization} needs a CUDA device (bitsandbytes); "
+                          f"this run's device is {device}: use --device cuda, or "
+                          "quantization=none")
+    try:
+        import bitsandbytes  # noqa: F401 - transformers needs it installed
+    except ImportError as err:
+        raise RecbenchError(f"quantization={quantization} needs bitsandbytes, which is not "
+                            "installed: pip install bitsandbytes") from err
+    import transformers
+
+    if quantization == "8bit":
+        return transformers.BitsAndBytesConfig(load_in_8bit=True)
+    return transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                           bnb_4bit_compute_dtype=dtype)

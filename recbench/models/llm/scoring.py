@@ -173,7 +173,7 @@ class ClsHead(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 last_pos: torch.Tensor, **kw: Any) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        cls = hidden[:, 0].to(self.head.weight.dtype)  # (B, d)
+        cls = hidden[:, 0].to(self.head.weight.device, self.head.weight.dtype)  # (B, d)
         return self.head(cls).squeeze(-1)  # (B,)
 
 

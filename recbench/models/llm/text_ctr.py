@@ -75,6 +75,8 @@ class LLMTextConfig(TrainConfig, APISettings):
     train_batch_tokens: int = 4096  # padded tokens per micro-batch within one optimiser step
     prefix_sharing: bool = True
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 CUDA, fp32 CPU
+    device_map: str | None = None  # e.g. "auto": accelerate spreads the layers over the GPUs
+    quantization: Literal["none", "8bit", "4bit"] = "none"  # bitsandbytes weights (CUDA only)
     lora_r: int = 32
     lora_alpha: int = 128
     lora_dropout: float = 0.1
@@ -93,26 +95,29 @@ _LOADED: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()
 _KEEP = 2  # models kept loaded (runs after one another on one backbone load it once)
 
 
-def cached_backbone(entry: LLMEntry, kind: str, device: str, dtype: torch.dtype | None
+def cached_backbone(entry: LLMEntry, kind: str, device: str, dtype: torch.dtype | None,
+                    device_map: str | None = None, quantization: str = "none"
                     ) -> tuple[Any, Any]:
     """`load_backbone`, remembered for the process. Callers must not modify the model."""
-    key = (entry, kind, device, str(dtype))
+    key = (entry, kind, device, str(dtype), device_map, quantization)
     if key not in _LOADED:
         while len(_LOADED) >= _KEEP:
             _LOADED.popitem(last=False)
-        _LOADED[key] = load_backbone(entry, kind, device, dtype)
+        _LOADED[key] = load_backbone(entry, kind, device, dtype, device_map, quantization)
     _LOADED.move_to_end(key)
     return _LOADED[key]
 
 
-def private_copy(entry: LLMEntry, kind: str, device: str, dtype: torch.dtype | None
+def private_copy(entry: LLMEntry, kind: str, device: str, dtype: torch.dtype | None,
+                 device_map: str | None = None, quantization: str = "none"
                  ) -> tuple[Any, Any]:
     """A model that may be modified (LoRA is injected in place): a copy of the cached one
-    when small, else the cached one itself, taken out of the cache."""
-    model, tokenizer = cached_backbone(entry, kind, device, dtype)
-    if sum(p.numel() for p in model.parameters()) <= 2_000_000_000:
+    when small and unquantized, else the cached one itself, taken out of the cache."""
+    model, tokenizer = cached_backbone(entry, kind, device, dtype, device_map, quantization)
+    if (quantization == "none" and device_map is None
+            and sum(p.numel() for p in model.parameters()) <= 2_000_000_000):
         return copy.deepcopy(model), tokenizer
-    _LOADED.pop((entry, kind, device, str(dtype)), None)
+    _LOADED.pop((entry, kind, device, str(dtype), device_map, quantization), None)
     return model, tokenizer
 
 
@@ -232,7 +237,8 @@ class LLMText(Recommender):
         self.texts = item_texts(data.items)
         kind = "encoder" if self.encoder else "causal"
         load = private_copy if cfg.mode == "finetune" else cached_backbone
-        model, self.tokenizer = load(self.entry, kind, ctx.device, self._dtype())
+        model, self.tokenizer = load(self.entry, kind, ctx.device, self._dtype(),
+                                     cfg.device_map, cfg.quantization)
         positions = getattr(model.config, "max_position_embeddings", None) or cfg.max_len
         self.max_len = min(cfg.max_len, int(positions))
         style = make_style(self.entry, self.tokenizer, cfg.chat_template, encoder=self.encoder)
@@ -244,9 +250,13 @@ class LLMText(Recommender):
         self.builder = PromptBuilder(self.tokenizer, style, self.max_len, cfg.max_history)
         if cfg.mode == "finetune":
             model = self._attach_lora(model)
-        self.net = (ClsHead(model, model.config.hidden_size) if self.encoder
-                    else YesNoHead(model, self.answer)).to(ctx.device)
-        self.net.eval()
+        net = (ClsHead(model, model.config.hidden_size) if self.encoder
+               else YesNoHead(model, self.answer))
+        if cfg.device_map is None and cfg.quantization == "none":
+            net.to(ctx.device)
+        elif self.encoder:  # the backbone stays where the loader placed it; only the head moves
+            net.head.to(ctx.device)
+        self.net = net.eval()
         self.scorer = BatchScorer(self.net, self.tokenizer.pad_token_id, cfg.batch_tokens,
                                   cfg.prefix_sharing)
 
@@ -260,7 +270,12 @@ class LLMText(Recommender):
                 raise ConfigError(f"adapter {folder}: no adapter_config.json (expected a folder "
                                   "written by a finetune run)")
             return PeftModel.from_pretrained(model, str(folder), is_trainable=False)
-        if cfg.gradient_checkpointing:
+        if cfg.quantization != "none":  # QLoRA: norms in fp32, input grads for checkpointing
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(
+                model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+        elif cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
             model.enable_input_require_grads()
         lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
