@@ -9,11 +9,12 @@ every item vector (Eq. 8) and training is full-softmax cross-entropy (Eq. 7).
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, TypeVar
 
 import numpy as np
 import polars as pl
 import torch
+from pydantic import BaseModel
 from torch import nn
 
 from recbench import metrics
@@ -79,6 +80,20 @@ def seq_batch_size(n_train: int, batch_size: int) -> int:
     before the model left its initial point (ml-latest-small's 486 sequences at 256: valid
     NDCG@10 stayed 0). Splits of 2,048 sequences or more train at `batch_size` unchanged."""
     return min(batch_size, max(SEQ_MIN_BATCH, n_train // SEQ_STEPS_PER_EPOCH))
+
+
+C = TypeVar("C", bound=BaseModel)
+
+
+def with_seq_batch_size(cfg: C, n_train: int) -> C:
+    """`cfg` with `batch_size` replaced by what the model trains with (`seq_batch_size`)."""
+    return cfg.model_copy(update={"batch_size": seq_batch_size(n_train, cfg.batch_size)})
+
+
+def seq_batch_note(batch_size: int) -> str:
+    """The record note saying which batch size a SeqRec model trained with, and why."""
+    return (f"batch size {batch_size} (seq_batch_size: at most n / {SEQ_STEPS_PER_EPOCH}, "
+            f"at least {SEQ_MIN_BATCH})")
 
 
 def _batches(n: int, size: int, rng: np.random.Generator | None):
@@ -229,8 +244,7 @@ class TorchSeq(Recommender):
         valid = data.valid
         rng = np.random.default_rng(self.ctx.seed)
         n = data.train.height
-        self.config = cfg = cfg.model_copy(
-            update={"batch_size": seq_batch_size(n, cfg.batch_size)})
+        self.config = cfg = with_seq_batch_size(cfg, n)
 
         def batches(_epoch):
             for idx in _batches(n, cfg.batch_size, rng):
@@ -251,5 +265,4 @@ class TorchSeq(Recommender):
 
     def notes(self) -> list[str]:
         return [f"items: {self.items.describe()}", f"training: {describe(self.result)}",
-                f"batch size {self.config.batch_size} (seq_batch_size: at most n / "
-                f"{SEQ_STEPS_PER_EPOCH}, at least {SEQ_MIN_BATCH})"]
+                seq_batch_note(self.config.batch_size)]

@@ -34,7 +34,7 @@ from recbench.models.torch_base import (
     _batches,
     build_items,
     pad_histories,
-    seq_batch_size,
+    with_seq_batch_size,
 )
 from recbench.training.loop import train
 
@@ -86,8 +86,7 @@ class SeqModel(TorchSeq):
         valid = data.valid
         rng = np.random.default_rng(self.ctx.seed)
         n = seqs.shape[0]
-        self.config = cfg = cfg.model_copy(
-            update={"batch_size": seq_batch_size(n, cfg.batch_size)})
+        self.config = cfg = with_seq_batch_size(cfg, n)
 
         def batches(_epoch):
             for idx in _batches(n, cfg.batch_size, rng):

@@ -47,7 +47,13 @@ from recbench.items.semantic_ids import SemanticIDs, SIDConfig, semantic_ids
 from recbench.models.base import Recommender, TaskData
 from recbench.models.decoding import BeamResult, PrefixTrie, beam_scores, beam_search
 from recbench.models.layers.attention import TransformerBlock, attention_mask
-from recbench.models.torch_base import MAX_HISTORY, _batches, pad_histories, seq_batch_size
+from recbench.models.torch_base import (
+    MAX_HISTORY,
+    _batches,
+    pad_histories,
+    seq_batch_note,
+    with_seq_batch_size,
+)
 from recbench.training.loop import TrainConfig, describe, train
 
 
@@ -228,8 +234,7 @@ class SIDSASRec(Recommender):
         seqs = pad_histories(data.train.select(items)["s"], cfg.max_len + 1, align="right")
         tokens = self.item_tokens[torch.from_numpy(seqs)].flatten(1)  # (n, (max_len + 1) L)
         valid, rng, n = data.valid, np.random.default_rng(self.ctx.seed), tokens.shape[0]
-        self.config = cfg = cfg.model_copy(
-            update={"batch_size": seq_batch_size(n, cfg.batch_size)})
+        self.config = cfg = with_seq_batch_size(cfg, n)
 
         def batches(_epoch):
             for idx in _batches(n, cfg.batch_size, rng):
@@ -311,7 +316,7 @@ class SIDSASRec(Recommender):
                   "off (invalid code sequences count as misses)")
                + f", decoding by {cfg.decoding}; score = joint log-probability of the codes "
                "(level-restricted softmax), items outside the beam -inf",
-               f"training: {describe(self.result)}", f"batch size {cfg.batch_size}"]
+               f"training: {describe(self.result)}", seq_batch_note(cfg.batch_size)]
         if self.stats:
             invalid = sum(s[0] for s in self.stats.values())
             hit = sum(s[1] for s in self.stats.values())
