@@ -22,9 +22,11 @@ import polars as pl
 import recbench
 from recbench.core import paths
 from recbench.core.config import EvalConfig, config_hash, load_yaml, resolve
-from recbench.core.errors import ConfigError, DataError
+from recbench.core.errors import ConfigError, DataError, Interrupted
 from recbench.core.hardware import fingerprint
+from recbench.core.names import check_name
 from recbench.core.progress import Reporter
+from recbench.data.catalog import not_prepared_error
 from recbench.data.prepare import load_manifest, prepare, prepared_path, read_split
 from recbench.evaluation import EVALUATORS
 from recbench.groups import get_group
@@ -66,8 +68,48 @@ class RunOutcome:
     path: Path
 
 
-def run(req: RunRequest, reporter: Reporter | None = None) -> list[RunOutcome]:
-    reporter = reporter or Reporter()
+@dataclass(frozen=True)
+class PlannedRun:
+    """One (dataset, task) cell of a request: the key its record is stored under.
+
+    `recbench sweep` plans a grid with these (the same keys `run` computes) to skip finished
+    cells before dispatching them.
+    """
+
+    dataset: str
+    task: str
+    key: str
+    group: str
+    model: str  # the name records, logs and checkpoints are stored under
+    finished: bool  # `run` would skip it: a record exists and --overwrite keeps it
+
+
+def plan(req: RunRequest, reporter: Reporter | None = None) -> list[PlannedRun]:
+    """Resolve `req` (config validated, datasets prepared or checked) into its keys, running
+    nothing."""
+    r = _resolve(req, reporter or Reporter())
+    store = ResultStore(r.home)
+    out = []
+    for dataset, task, _, key in r.cells:
+        existing = store.find(dataset, r.group, r.stored_as, key)
+        finished = existing is not None and _keep(existing, store, req.overwrite)
+        out.append(PlannedRun(dataset, task, key, r.group, r.stored_as, finished))
+    return out
+
+
+@dataclass
+class _Resolved:
+    home: Path
+    group: str
+    model_name: str
+    stored_as: str
+    model_cls: type[Recommender]
+    configs: dict
+    chash: str
+    cells: list[tuple[str, str, dict, str]]  # (dataset, task, manifest, key)
+
+
+def _resolve(req: RunRequest, reporter: Reporter) -> _Resolved:
     home = paths.home(req.home)
     group = get_group(req.group)
     resolved = resolve_model(group.name, req.model)
@@ -86,6 +128,8 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[RunOutcome]:
         raise ConfigError(f"--overwrite {req.overwrite!r}: choose never, only-missing or always")
     if req.device.startswith("cuda"):
         _check_cuda()
+    for dataset in req.datasets:  # names become paths: checked before anything loads
+        _check_dataset(home, dataset, req.size)
 
     reporter.stage(f"loading {model_name}")
     model_cls: type[Recommender] = MODELS.load(model_name)
@@ -97,25 +141,37 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[RunOutcome]:
             "latency_samples": min(20, configs["eval"].latency_samples), "latency_warmup": 2})
     chash = config_hash(configs)
     datasets = req.datasets or _prepared_datasets(home, req.size)
-    store = ResultStore(home)
-    outcomes = []
+    cells = []
     for dataset in datasets:
         manifest = _ensure_prepared(home, dataset, req.size, req.seed, reporter)
         for task in tasks:
             key = run_key(group.name, model_name, manifest["content_hash"], task, chash,
                           req.seed, req.smoke)
-            existing = store.find(dataset, group.name, stored_as, key)
-            if existing is not None and _keep(existing, store, req.overwrite):
-                path = store.record_path(dataset, group.name, stored_as, key)
-                reporter.result(f"[yellow]skipped[/] {group.name}/{model_name} on {dataset} "
-                                f"({task}): finished run exists ({path}); --overwrite always "
-                                "re-runs it")
-                outcomes.append(RunOutcome(dataset, task, "skipped", existing, path))
-                continue
-            record, path = _run_one(req, home, group.name, model_name, stored_as, model_cls,
-                                    configs, chash, key, dataset, task, manifest, store,
-                                    reporter)
-            outcomes.append(RunOutcome(dataset, task, "done", record, path))
+            cells.append((dataset, task, manifest, key))
+    return _Resolved(home, group.name, model_name, stored_as, model_cls, configs, chash, cells)
+
+
+def run(req: RunRequest, reporter: Reporter | None = None) -> list[RunOutcome]:
+    reporter = reporter or Reporter()
+    r = _resolve(req, reporter)
+    home, model_name, stored_as = r.home, r.model_name, r.stored_as
+    model_cls, configs, chash = r.model_cls, r.configs, r.chash
+    group = get_group(r.group)
+    store = ResultStore(home)
+    outcomes = []
+    for dataset, task, manifest, key in r.cells:
+        existing = store.find(dataset, group.name, stored_as, key)
+        if existing is not None and _keep(existing, store, req.overwrite):
+            path = store.record_path(dataset, group.name, stored_as, key)
+            reporter.result(f"[yellow]skipped[/] {group.name}/{model_name} on {dataset} "
+                            f"({task}): finished run exists ({path}); --overwrite always "
+                            "re-runs it")
+            outcomes.append(RunOutcome(dataset, task, "skipped", existing, path))
+            continue
+        record, path = _run_one(req, home, group.name, model_name, stored_as, model_cls,
+                                configs, chash, key, dataset, task, manifest, store,
+                                reporter)
+        outcomes.append(RunOutcome(dataset, task, "done", record, path))
     return outcomes
 
 
@@ -190,9 +246,19 @@ def _run_one(req, home, group, model_name, stored_as, model_cls, configs, chash,
         reporter.result(f"[green]done[/] {group}/{model_name} on {dataset} ({task}): {headline}, "
                         f"latency {latency.mean_ms:.3f} ms/sample -> {path}")
         return record, path
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: say what was kept to resume from
+        raise _interrupted(exc, work_dir) from exc
     finally:
         root_logger.removeHandler(handler)
         handler.close()
+
+
+def _interrupted(exc: KeyboardInterrupt, work_dir: Path) -> KeyboardInterrupt:
+    if not (work_dir.is_dir() and any(work_dir.iterdir())):
+        return exc
+    interrupted = exc if isinstance(exc, Interrupted) else Interrupted()
+    return interrupted.keeping(f"the checkpoint in {work_dir} was kept: rerun the same "
+                               "command to resume from it")
 
 
 def load_task_data(home: Path, dataset: str, size: str, task: str, manifest: dict,
@@ -214,6 +280,16 @@ def _prepared_datasets(home: Path, size: str) -> list[str]:
         raise DataError(f"no dataset is prepared at size {size!r} under {home}: pass --dataset "
                         f"synthetic, or run `recbench prepare NAME --size {size}` first")
     return found
+
+
+def _check_dataset(home: Path, dataset: str, size: str) -> None:
+    """A safe name (recbench.core.names) that is prepared at `size` (or auto-prepared); a typo
+    gets the close matches, not a `prepare` command for the typo."""
+    check_name(dataset, "dataset name (--dataset)")
+    if dataset in AUTO_PREPARED or (prepared_path(home, dataset, size) / "manifest.json").exists():
+        return
+    prepared = [p.parent.name for p in paths.datasets_dir(home).glob(f"*/{size}/manifest.json")]
+    raise not_prepared_error(dataset, size, home, prepared)
 
 
 def _ensure_prepared(home: Path, dataset: str, size: str, seed: int, reporter: Reporter) -> dict:
