@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -11,7 +12,8 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from recbench.core.errors import RecbenchError
+from recbench.core.errors import DiskFullError, Interrupted, RecbenchError, is_disk_full
+from recbench.core.progress import printable
 
 app = typer.Typer(
     name="recbench",
@@ -29,21 +31,51 @@ err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def print_error(message: object, label: str = "error:") -> None:
+    """The one place user-facing errors are printed: a red label, then the text literally.
+
+    The message is `printable`: a ``[/]`` in a path or name and control bytes from data are
+    shown as they are, never interpreted as Rich markup or sent raw to the terminal.
+    """
+    err_console.print(f"[bold red]{label}[/] {printable(message)}", highlight=False,
+                      soft_wrap=True)
+
+
 def user_errors(fn: F) -> F:
-    """Turn our exceptions (and Ctrl-C) into one red line and a non-zero exit, no traceback."""
+    """Turn our exceptions (and Ctrl-C / SIGTERM) into one red line and a non-zero exit.
+
+    An interruption says what it left: nothing partial is ever published (datasets and records
+    appear whole or not at all), and a training run that saved an epoch checkpoint says so,
+    since rerunning the same command resumes from it.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except RecbenchError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            print_error(exc)
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            err_console.print("[bold red]interrupted[/]: nothing partial was written")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:
+            kept = exc.kept if isinstance(exc, Interrupted) else None
+            signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+            print_error("no partial dataset or record was written" + (f"; {kept}" if kept else ""),
+                        label="terminated:" if signum == signal.SIGTERM else "interrupted:")
+            raise typer.Exit(128 + signum) from None
+        except Exception as exc:
+            # A writer outside the atomic helpers ran out of space: still one line.
+            if not is_disk_full(exc):
+                raise
+            err = DiskFullError.from_os_error(exc, getattr(exc, "filename", None))
+            print_error(err)
+            raise typer.Exit(err.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    """SIGTERM (what schedulers and `kill` send) is handled like Ctrl-C: the same cleanup runs."""
+    raise Interrupted(signum)
 
 
 HOME_HELP = "Where datasets, caches and results live (default: $RECBENCH_HOME or ./.recbench)."
@@ -73,4 +105,5 @@ _register_commands()
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     app()

@@ -14,16 +14,11 @@ import re
 from pathlib import Path
 
 from recbench.core.errors import ConfigError
+from recbench.core.errors import quote as _quote
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _NAME = re.compile(NAME_PATTERN)
 _UNSAFE_CHAR = re.compile(r"[^A-Za-z0-9._-]")
-
-
-def _quote(value: object, limit: int = 80) -> str:
-    """A value as it may appear in a one-line message: repr (control bytes escaped), truncated."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 4] + "...'"
 
 
 def check_name(value: str, what: str) -> str:

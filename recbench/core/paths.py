@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from recbench.core.names import check_name, within
+
 DEFAULT_HOME = Path(".recbench")
 
 
@@ -21,12 +23,13 @@ def datasets_dir(root: Path) -> Path:
 
 
 def dataset_dir(root: Path, name: str) -> Path:
-    return datasets_dir(root) / name
+    """A prepared dataset's folder; `name` must be a safe name (`recbench.core.names`)."""
+    return within(datasets_dir(root), check_name(name, "dataset name"))
 
 
 def raw_dir(root: Path, name: str) -> Path:
-    """Where downloads of a dataset's official files land."""
-    return root / "raw" / name
+    """Where downloads of a dataset's official files land; `name` must be a safe name."""
+    return within(root / "raw", check_name(name, "dataset name"))
 
 
 def results_dir(root: Path) -> Path:
