@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import pickle
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from recbench.models.base import RunContext
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_KEYS = {"model", "optimizer", "epoch", "best", "best_epoch", "best_state", "history"}
 MIN_STEPS = 4  # fewer optimiser steps an epoch than this: warn (small data, large batch)
 
 
@@ -86,8 +88,8 @@ def train(
     start_epoch, best, best_epoch, best_state, history = 0, float("-inf"), -1, None, []
     resumed, prior_seconds = None, 0.0
     ckpt = Path(ctx.work_dir) / CHECKPOINT if ctx.work_dir else None
-    if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = _readable_checkpoint(ckpt, reporter) if ckpt is not None and ckpt.exists() else None
+    if state is not None:
         accelerator.unwrap_model(module).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, best, best_epoch = state["epoch"] + 1, state["best"], state["best_epoch"]
@@ -143,6 +145,23 @@ def train(
     if best_state is not None:
         accelerator.unwrap_model(module).load_state_dict(best_state)
     return TrainResult(best, best_epoch + 1, len(history), history, resumed, prior_seconds)
+
+
+def _readable_checkpoint(path: Path, reporter: Reporter) -> dict | None:
+    """The checkpoint at `path`, or None (the file removed, with a warning) if it is truncated
+    or damaged: a run killed mid-write must not block its key, it trains from the start."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(state, dict) or not state.keys() >= CHECKPOINT_KEYS:
+            raise ValueError("not a recbench checkpoint")
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
+        message = (f"discarding the damaged checkpoint {path} ({exc.__class__.__name__}); "
+                   "training starts from the first epoch")
+        log.warning(message)
+        reporter.stage(f"[yellow]note:[/] {message}")
+        path.unlink(missing_ok=True)
+        return None
+    return state
 
 
 def _save(path: Path, module, optimizer, epoch, best, best_epoch, best_state, history) -> None:
