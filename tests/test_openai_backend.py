@@ -400,3 +400,42 @@ def test_llama_server_completions_scores(llama_url, no_key):
     prompt = RECBENCH_CTR.format(history=LIKES_CATS, item="Cute kittens: a cat video")
     p = score_yes_no([prompt, prompt], _llama_cfg(llama_url, top_logprobs=10))
     assert np.all((p > 0) & (p < 1)) and p[0] == pytest.approx(p[1], rel=1e-6)
+
+
+# ---- redirects: the key stays with the configured server ------------------------------------
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
+def test_a_redirect_to_another_host_is_refused_and_the_key_never_arrives(monkeypatch, code,
+                                                                           host):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    ok = Canned(body=chat_logprobs({"Yes": -0.1, "No": -2.0}))
+    with FakeOpenAI(default=lambda body: ok) as other:
+        port = other.base_url.rsplit(":", 1)[1].split("/")[0]
+        elsewhere = f"http://{host}:{port}/v1/chat/completions"
+        moved = Canned(code, {"error": {"message": "moved"}}, {"Location": elsewhere})
+        with FakeOpenAI(default=lambda body: moved) as server:
+            with pytest.raises(RecbenchError) as err:
+                score_yes_no([[{"role": "user", "content": "x"}]], cfg(server.base_url))
+            assert [r.headers.get("Authorization") for r in server.received] == \
+                [f"Bearer {SECRET}"]
+        # the second server was never contacted, so it never saw the key
+        assert other.received == []
+    message = str(err.value)
+    assert f"another host ({host}:{port})" in message and elsewhere in message
+    assert SECRET not in message
+
+
+def test_a_same_origin_redirect_is_followed_and_errors_name_the_url_that_answered(no_key):
+    with FakeOpenAI([Canned(302, {}, {"Location": "/v2/models"}),
+                     Canned(200, {"data": [{"id": "m1"}]}),
+                     Canned(302, {}, {"Location": "/elsewhere/models"}),
+                     Canned(404, {"error": {"message": "not here"}})]) as server:
+        client = OpenAIClient(cfg(server.base_url))
+        assert client.models() == ["m1"]
+        with pytest.raises(RecbenchError) as err:
+            client.models()
+        paths = [r.path for r in server.received]
+    assert paths == ["/v1/models", "/v2/models", "/v1/models", "/elsewhere/models"]
+    root = server.base_url.removesuffix("/v1")
+    assert str(err.value).startswith(f"{root}/elsewhere/models rejected the request: HTTP 404")

@@ -18,7 +18,10 @@ as one user turn instead. Both response shapes (chat `content[].top_logprobs` li
 
 Only the standard library is used (urllib + json, a thread pool for concurrency); the `openai`
 package is not needed. The API key is read from the environment at call time, sent only in the
-Authorization header, and redacted from every message this module raises or logs.
+Authorization header, and redacted from every message this module raises or logs. Redirects are
+followed only within the base URL's origin (scheme, host, port): a redirect to any other host
+is refused with an error naming that host, so the key never travels to a server the user did
+not name. Errors name the URL that actually answered.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import re
 import socket
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -161,7 +165,9 @@ class OpenAIClient:
             raise RecbenchError(f"{self.label} needs {cfg.api_key_env or 'OPENAI_API_KEY'} in "
                                 "the environment (or --set base_url=... for a local server)")
         # Loopback servers never go through a proxy, whatever HTTP(S)_PROXY says.
-        handlers = [urllib.request.ProxyHandler({})] if parts.hostname in _LOOPBACK else []
+        handlers: list[urllib.request.BaseHandler] = [_SameOriginRedirects(self._redact)]
+        if parts.hostname in _LOOPBACK:
+            handlers.append(urllib.request.ProxyHandler({}))
         self._opener = urllib.request.build_opener(*handlers)
         self._abort = threading.Event()
 
@@ -260,16 +266,18 @@ class OpenAIClient:
             try:
                 with self._opener.open(req, timeout=cfg.timeout_s) as resp:
                     raw = resp.read()
+                    answered = self._answered(resp.geturl(), where)
                 try:
                     return json.loads(raw)
                 except ValueError:
-                    raise RecbenchError(f"{where} answered with something other than JSON: "
+                    raise RecbenchError(f"{answered} answered with something other than JSON: "
                                         f"{self._redact(raw[:200].decode(errors='replace'))!r}"
                                         ) from None
             except urllib.error.HTTPError as exc:
                 detail = self._error_detail(exc)
                 if exc.code not in _RETRY_STATUS:
-                    raise RecbenchError(self._http_message(exc.code, where, detail)) from None
+                    raise RecbenchError(self._http_message(
+                        exc.code, self._answered(exc.geturl(), where), detail)) from None
                 retry_after = _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
                 problem = f"HTTP {exc.code} {detail}".strip()
             except urllib.error.URLError as exc:
@@ -294,6 +302,10 @@ class OpenAIClient:
                 break
         raise RecbenchError(f"{where} still failing after {cfg.max_retries} retries: "
                             f"{self._redact(problem)[:300]}")
+
+    def _answered(self, url: str | None, where: str) -> str:
+        """The URL that actually answered (after same-origin redirects), fit for a message."""
+        return self._redact(public_url(url)) if url else where
 
     def _error_detail(self, exc: urllib.error.HTTPError) -> str:
         try:
@@ -324,6 +336,36 @@ class OpenAIClient:
         if self._key:
             text = text.replace(self._key, "***")
         return re.sub(r"sk-[A-Za-z0-9_\-]{8,}", "sk-***", text)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
+
+
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to the same scheme, host and port; refuse any other.
+
+    urllib would resend every header, Authorization included, to whatever host a `Location`
+    names; refusing keeps the API key with the server the user configured.
+    """
+
+    def __init__(self, redact):
+        super().__init__()
+        self._redact = redact
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        target = urllib.parse.urljoin(req.full_url, newurl)
+        if _origin(target) != _origin(req.full_url):
+            fp.close()
+            host = urlsplit(target).netloc.rpartition("@")[2] or "?"
+            raise RecbenchError(
+                f"{self._redact(public_url(req.full_url))} redirected (HTTP {code}) to "
+                f"{self._redact(public_url(target))}: a redirect to another host ({host}) is "
+                "refused so the API key is not sent there; set base_url to the server that "
+                "answers")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 # ---- response parsing (pure functions, unit-tested) ---------------------------------------
