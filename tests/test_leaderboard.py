@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -120,16 +121,29 @@ def test_sizes_label_columns_when_not_uniform():
         "goodreads (small)", "mind (tiny)"]
 
 
-def test_overall_dagger_when_a_dataset_is_missing():
+def test_overall_is_over_the_datasets_every_row_has():
     records = [*ctr_records(), make_record("A", "DCNv2", "mind", 0.99, latency_ms=4.0)]
     table = build_table(records, "ctr")
     dcn = next(r for r in table.rows if r.model_id == "DCNv2")
-    assert dcn.partial and dcn.overall == pytest.approx(0.99) and "partial" in dcn.flags
-    assert any("mean over the datasets present" in n for n in table.footnotes)
-    row = md_row(render(table, "md"), "DCNv2")
-    assert row[2] == "–" and row[3] == "**0.9900**"
-    assert row[4] == "0.9900†"  # partial rows are not ranked in Overall
-    assert md_row(render(table, "md"), "DNN")[4] == "**0.6400**"
+    assert dcn.partial and "partial" in dcn.flags
+    # goodreads lacks DCNv2, so Overall is mind alone for every row: no row is crowned for
+    # being the only complete one, and the note says which datasets Overall covers.
+    assert table.overall_columns == (1,)
+    assert any("Overall = mean over mind" in n and "goodreads left out" in n
+               for n in table.footnotes)
+    by_model = {r.model_id: r.overall for r in table.rows}
+    assert by_model == pytest.approx({"DCNv2": 0.99, "DNN": 0.70, "GDCN": 0.66,
+                                      "DNN_text": 0.68})
+    text = render(table, "md")
+    assert md_row(text, "DCNv2")[2] == "–" and md_row(text, "DCNv2")[4] == "**0.9900**"
+    assert md_row(text, "DNN")[4] == "<u>0.7000</u>"
+
+
+def test_no_shared_dataset_means_no_overall():
+    records = [make_record("A", "DNN", "mind", 0.7), make_record("A", "GDCN", "goodreads", 0.6)]
+    table = build_table(records, "ctr")
+    assert all(r.overall is None for r in table.rows) and table.overall_columns == ()
+    assert any("no dataset is shared by every row" in n for n in table.footnotes)
 
 
 def test_latency_column_is_mean_over_the_row_records():
@@ -142,17 +156,24 @@ def test_latency_column_is_mean_over_the_row_records():
     assert md_row(render(table, "md"), "NoLat")[5] == "–"
 
 
-def test_newest_record_wins_a_cell_and_the_rest_are_counted():
+def test_seeds_are_aggregated_and_an_older_config_is_superseded():
     records = [
         make_record("A", "DNN", "mind", 0.60, seed=0, finished_at="2025-01-01T00:00:00+00:00"),
         make_record("A", "DNN", "mind", 0.65, seed=1, finished_at="2025-03-01T00:00:00+00:00"),
         make_record("A", "DNN", "mind", 0.62, seed=2, finished_at="2025-02-01T00:00:00+00:00"),
     ]
+    old = make_record("A", "DNN", "mind", 0.10, seed=0, finished_at="2024-01-01T00:00:00+00:00")
+    records.append(old.model_copy(update={"config_hash": "older", "key": "olderconfig"}))
     table = build_table(records, "ctr")
     (row,) = table.rows
-    assert row.cells == (0.65,) and "superseded:2" in row.flags
-    assert any("2 older record(s) superseded" in n for n in table.footnotes)
-    assert table.n_records == 1
+    values = np.array([0.60, 0.65, 0.62])
+    assert row.cells == pytest.approx((values.mean(),)) and row.n_seeds == (3,)
+    assert row.stds == pytest.approx((values.std(ddof=1),))
+    assert "superseded:1" in row.flags and table.n_records == 3
+    assert any("1 older record(s) superseded" in n for n in table.footnotes)
+    text = render(table, "md")
+    assert f"{values.mean():.4f} ± {values.std(ddof=1):.4f}" in text
+    assert md_row(text, "Model")[-1] == "Seeds" and md_row(text, "DNN")[-1] == "3"
 
 
 def test_smoke_records_are_excluded_unless_asked():
@@ -209,7 +230,8 @@ def test_csv_parses_back_with_the_numbers():
     assert [r["model"] for r in rows] == ["DCNv2", "DNN", "GDCN", "DNN_text"]
     dnn = rows[1]
     assert float(dnn["mind"]) == 0.70 and float(dnn["goodreads"]) == 0.58
-    assert float(dnn["overall"]) == pytest.approx(0.64) and float(dnn["latency_ms"]) == 0.5
+    # DCNv2 has no goodreads run, so Overall is over mind alone
+    assert float(dnn["overall"]) == pytest.approx(0.70) and float(dnn["latency_ms"]) == 0.5
     dcn = rows[0]
     assert float(dcn["mind"]) == 0.123456789 and dcn["goodreads"] == ""
     assert dcn["overall_partial"] == "true" and float(dcn["latency_ms"]) == 4.25

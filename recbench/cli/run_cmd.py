@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -9,6 +10,7 @@ import typer
 
 from recbench.cli.app import HOME_HELP, app, console, ls_app, setup_logging, user_errors
 from recbench.cli.data_cmds import parse_key_values
+from recbench.core.errors import ConfigError
 
 
 @app.command()
@@ -23,6 +25,9 @@ def run(
     set_: Annotated[list[str], typer.Option(
         "--set", help="Setting key=value (over --config), repeatable.")] = [],  # noqa: B006
     seed: Annotated[int, typer.Option(help="Seed for training and sampling.")] = 0,
+    seeds: Annotated[Optional[str], typer.Option(
+        "--seeds", help="Comma-separated seeds, one ordinary run each (instead of --seed), "
+                        "e.g. 0,1,2; leaderboards aggregate them.")] = None,
     size: Annotated[str, typer.Option(help="Which prepared size: tiny | small | paper.")] = "small",
     device: Annotated[str, typer.Option(help="cpu | cuda.")] = "cpu",
     overwrite: Annotated[str, typer.Option(
@@ -46,7 +51,24 @@ def run(
                      sets=parse_key_values(set_, "--set"), seed=seed, size=size, device=device,
                      overwrite=overwrite, smoke=smoke, task=task, home=home,
                      flags={"mode": mode} if mode is not None else {})
-    run_benchmark(req, RichReporter(console))
+    seed_list = parse_seeds(seeds, "--seeds") if seeds is not None else [seed]
+    if seeds is not None and seed != 0:
+        raise ConfigError("--seed and --seeds: give one of them")
+    reporter = RichReporter(console)
+    for one in seed_list:  # one ordinary run (and record per dataset x task) per seed
+        run_benchmark(dataclasses.replace(req, seed=one), reporter)
+
+
+def parse_seeds(text: str, option: str) -> list[int]:
+    """`0,1,2` -> [0, 1, 2]: distinct non-negative integers, in the order given."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"{option} {text!r}: expected comma-separated integers, e.g. 0,1,2"
+                          ) from None
+    if not values or min(values) < 0 or len(set(values)) != len(values):
+        raise ConfigError(f"{option} {text!r}: expected distinct integers >= 0, e.g. 0,1,2")
+    return values
 
 
 @ls_app.command("groups")

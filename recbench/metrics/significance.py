@@ -12,7 +12,7 @@ from numpy.typing import ArrayLike
 
 from recbench.metrics import MetricError
 
-__all__ = ["paired_tests"]
+__all__ = ["align_units", "paired_tests", "welch_test"]
 
 
 def _paired_values(a: ArrayLike, b: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -79,3 +79,48 @@ def paired_tests(a: ArrayLike, b: ArrayLike, alpha: float = 0.05) -> dict[str, f
         "wilcoxon_pvalue": w_p,
         "significant": bool(t_p < alpha),
     }
+
+
+def align_units(ids_a: ArrayLike, a: ArrayLike, ids_b: ArrayLike, b: ArrayLike
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The values of the units (users, test rows) both runs scored, in one order, for pairing.
+
+    Args:
+        ids_a, a: (n,) unit ids of run A and its per-unit values.
+        ids_b, b: (m,) the same for run B.
+
+    Returns:
+        (a_common, b_common): values of the ids present in both, sorted by id.
+    """
+    ia, xa = np.asarray(ids_a), np.asarray(a, dtype=np.float64)
+    ib, xb = np.asarray(ids_b), np.asarray(b, dtype=np.float64)
+    if ia.shape != xa.shape or ib.shape != xb.shape:
+        raise MetricError("align_units: ids and values must have the same length")
+    _, pos_a, pos_b = np.intersect1d(ia, ib, assume_unique=True, return_indices=True)
+    return xa[pos_a], xb[pos_b]
+
+
+def welch_test(a: ArrayLike, b: ArrayLike, alpha: float = 0.05) -> dict[str, float | bool]:
+    """Welch's t-test of two sets of per-seed values (unpaired: seeds are not matched units).
+
+    Used where no per-unit values are stored. Returns "t_stat", "t_pvalue", "significant";
+    identical constant sets give p = 1.0, different constant sets p = 0.0.
+
+    Raises:
+        MetricError: fewer than 2 values in either set, or NaN.
+    """
+    from scipy import stats
+
+    x = np.asarray(a, dtype=np.float64)
+    y = np.asarray(b, dtype=np.float64)
+    if x.ndim != 1 or y.ndim != 1 or x.shape[0] < 2 or y.shape[0] < 2:
+        raise MetricError("welch_test: need two 1-D sets of at least 2 values each")
+    if np.isnan(x).any() or np.isnan(y).any():
+        raise MetricError("welch_test: values must not contain NaN")
+    if x.std() == 0 and y.std() == 0:
+        same = bool(x[0] == y[0])
+        return {"t_stat": 0.0 if same else float(np.sign(x[0] - y[0]) * np.inf),
+                "t_pvalue": 1.0 if same else 0.0, "significant": not same}
+    res = stats.ttest_ind(x, y, equal_var=False)
+    return {"t_stat": float(res.statistic), "t_pvalue": float(res.pvalue),
+            "significant": bool(res.pvalue < alpha)}

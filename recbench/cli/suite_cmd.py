@@ -1,0 +1,198 @@
+"""`recbench ls suites` and `recbench suite run`: a paper's benchmark as ordinary runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from recbench.cli.app import HOME_HELP, app, console, ls_app, setup_logging, user_errors
+from recbench.core.progress import Reporter
+
+suite_app = typer.Typer(help="Run a suite (a paper's rows x datasets x seeds) as ordinary runs.",
+                        no_args_is_help=True)
+app.add_typer(suite_app, name="suite")
+
+
+def split_list(text: str | None) -> list[str] | None:
+    """`a,b , c` -> ['a', 'b', 'c']; None stays None."""
+    if text is None:
+        return None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+@ls_app.command("suites")
+@user_errors
+def ls_suites() -> None:
+    """The suites (recbench/suites/*.yaml): paper, protocol, rows and datasets."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from recbench.suites import load_suite, suite_names
+
+    table = Table(title="suites (recbench suite run NAME; recbench leaderboard --suite NAME)")
+    for col in ("suite", "version", "paper", "protocol", "rows", "datasets", "seeds"):
+        table.add_column(col, overflow="fold")
+    for name in suite_names():
+        s = load_suite(name)
+        sections = ", ".join(dict.fromkeys(r.section for r in s.rows))
+        table.add_row(escape(s.name), str(s.version), escape(s.paper), escape(s.protocol),
+                      f"{len(s.rows)} ({escape(sections)})", escape(", ".join(s.datasets)),
+                      ",".join(map(str, s.seeds)))
+    console.print(table)
+
+
+@suite_app.command("run")
+@user_errors
+def suite_run(
+    name: Annotated[str, typer.Argument(help="Suite name (ls suites) or a suite YAML file.")],
+    datasets: Annotated[Optional[str], typer.Option(
+        "--datasets", help="Comma-separated subset of the suite's datasets (default: all).")
+    ] = None,
+    size: Annotated[Optional[str], typer.Option(
+        help="Prepared size: tiny | small | paper (default: the suite's).")] = None,
+    seeds: Annotated[Optional[str], typer.Option(
+        "--seeds", help="Comma-separated seeds (default: the suite's), e.g. 42,43,44.")] = None,
+    only: Annotated[Optional[str], typer.Option(
+        "--only", help="Comma-separated row names or row groups, e.g. G or SASRec-3L,GRU4Rec.")
+    ] = None,
+    protocol: Annotated[Optional[str], typer.Option(
+        "--protocol", help="Dataset protocol (default and only choice: the suite's own).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the runs it would start and exit.")] = False,
+    device: Annotated[str, typer.Option(help="cpu | cuda.")] = "cpu",
+    overwrite: Annotated[str, typer.Option(
+        help="never: skip finished runs; only-missing: also redo runs whose predictions are "
+             "gone; always: redo.")] = "never",
+    home: Annotated[Optional[Path], typer.Option("--home", help=HOME_HELP)] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Expand a suite into ordinary runs and run them; finished runs are skipped.
+
+    A failing run is reported and the suite goes on; the exit code is non-zero if any failed.
+    """
+    setup_logging(verbose)
+    from recbench.cli.run_cmd import parse_seeds
+    from recbench.suites import expand_rows, load_suite
+
+    suite = load_suite(name)
+    pairs = expand_rows(suite, datasets=split_list(datasets),
+                        seeds=parse_seeds(seeds, "--seeds") if seeds is not None else None,
+                        only=split_list(only), size=size, protocol=protocol, home=home,
+                        overwrite=overwrite, device=device)
+    from recbench.suites.execute import check_suite_runs, plan_runs, run_suite
+
+    runs = plan_runs(pairs)
+    if dry_run:
+        _print_plan(suite, runs)
+        return
+    check_suite_runs(suite, runs, home)
+    console.rule(f"suite {suite.name} v{suite.version}: {len(runs)} runs, protocol "
+                 f"{suite.protocol}")
+    _run_with_progress(runs, run_suite)
+    _print_summary(runs)
+    failed = [r for r in runs if r.status == "failed"]
+    if failed:
+        console.print(f"[bold red]{len(failed)} of {len(runs)} run(s) failed[/] (details in the "
+                      "run logs and with --verbose)", highlight=False)
+        raise typer.Exit(1)
+
+
+def _print_plan(suite, runs) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    sizes = ", ".join(dict.fromkeys(run.request.size for run in runs))
+    table = Table(title=f"suite {escape(suite.name)} v{suite.version}: {len(runs)} runs "
+                        f"(protocol {escape(suite.protocol)}, size {sizes}); --dry-run, "
+                        "nothing started")
+    for col in ("#", "seed", "row", "group", "model", "dataset", "task", "settings"):
+        table.add_column(col, overflow="fold")
+    for i, run in enumerate(runs, 1):
+        req = run.request
+        settings = " ".join(f"{k}={v}" for k, v in req.sets.items())
+        table.add_row(str(i), str(req.seed), escape(run.row), escape(req.group),
+                      escape(req.model), escape(run.dataset), req.task or "all",
+                      escape(settings))
+    console.print(table)
+
+
+class _ProgressReporter(Reporter):
+    """Stages go to the suite bar's description; inner loops get a transient bar of their own
+    in the same live display (Rich allows only one)."""
+
+    def __init__(self, progress, suite_task):
+        self.progress, self.suite_task = progress, suite_task
+
+    def stage(self, message: str) -> None:
+        from rich.markup import escape
+
+        self.progress.update(self.suite_task, status=escape(message))
+
+    def track(self, items, total, description):
+        task = self.progress.add_task(f"  {description}", total=total, status="")
+        try:
+            for item in items:
+                yield item
+                self.progress.advance(task)
+        finally:
+            self.progress.remove_task(task)
+
+    def result(self, message: str) -> None:
+        self.progress.console.print(message, highlight=False)
+
+
+def _run_with_progress(runs, run_suite) -> None:
+    from rich.markup import escape
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("[dim]{task.fields[status]}"))
+    with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
+        bar = progress.add_task("suite", total=len(runs), status="")
+        reporter = _ProgressReporter(progress, bar)
+
+        def start(i, run):
+            progress.update(bar, description=f"suite: {escape(run.row)} on "
+                                             f"{escape(run.dataset)} (seed {run.request.seed})")
+
+        def done(i, run):
+            if run.status == "failed":
+                progress.console.print(f"[bold red]failed[/] {escape(run.row)} on "
+                                       f"{escape(run.dataset)} (seed {run.request.seed}): "
+                                       f"{escape(run.error or '')}", highlight=False)
+            progress.advance(bar)
+
+        run_suite(runs, reporter, on_start=start, on_done=done)
+
+
+def _print_summary(runs) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="suite summary")
+    for col in ("row", "dataset", "seed", "status", "result", "s"):
+        table.add_column(col, overflow="fold")
+    style = {"done": "green", "skipped": "yellow", "failed": "bold red"}
+    for run in runs:
+        result = "; ".join(_headline(o.record) for o in run.outcomes) or (run.error or "")
+        table.add_row(escape(run.row), escape(run.dataset), str(run.request.seed),
+                      f"[{style[run.status]}]{run.status}[/]", escape(result),
+                      f"{run.seconds:.1f}")
+    console.print(table)
+    counts = {s: sum(r.status == s for r in runs) for s in ("done", "skipped", "failed")}
+    console.print(", ".join(f"{n} {s}" for s, n in counts.items()), highlight=False)
+
+
+def _headline(record) -> str:
+    if record.task == "ctr":
+        return f"ctr gauc {record.metrics['ctr'].get('gauc', float('nan')):.4f}"
+    return f"seq ndcg@10 {record.metrics['full'].get('ndcg@10', float('nan')):.4f}"
