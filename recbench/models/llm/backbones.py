@@ -206,6 +206,7 @@ def load_backbone(entry: LLMEntry | str, kind: Kind = "auto", device: str = "cpu
     if not entry.hub_weights and not entry.offline:
         raise RecbenchError(f"model {entry.alias!r} has no transformers checkpoint on the hub: "
                             f"{entry.notes}")
+    check_remote_code(entry)
     import transformers
 
     cls = _model_class(kind, entry.family)
@@ -267,6 +268,19 @@ def load_backbone(entry: LLMEntry | str, kind: Kind = "auto", device: str = "cpu
     model.recbench_source = BackboneSource(source.alias, source.model_id, revision,
                                            source.path, source.gguf_file, precision, placed)
     return model, tokenizer
+
+
+def check_remote_code(entry: LLMEntry) -> None:
+    """Refuse a checkpoint that ships its own modelling code unless the user opted in.
+
+    Running a hub repository's Python is running a stranger's code, so it is never on by
+    default: the model config's `trust_remote_code` setting (recorded with the run) turns it on.
+    `load_backbone` calls this before it loads anything; vLLM gets the same flag.
+    """
+    if entry.needs_remote_code and not entry.trust_remote_code:
+        raise ConfigError(f"model {entry.alias!r} ({entry.source}) runs its own modelling code "
+                          "from the checkpoint, which is off by default: read that code, then "
+                          "opt in with --set trust_remote_code=true")
 
 
 def _bitsandbytes(quantization: str, device: str, dtype: torch.dtype) -> Any:

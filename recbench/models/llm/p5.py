@@ -58,6 +58,7 @@ class P5Config(TrainConfig):
     lora_targets: list[str] | None = None  # None: peft's default (attention query/value)
     max_history: int = 20
     infer_batch_size: int = 32
+    trust_remote_code: bool = False  # opt in to a checkpoint's own modelling code (catalog)
 
 
 class P5SeqConfig(P5Config):
@@ -186,7 +187,7 @@ class _P5(Recommender):
 
     def __init__(self, config: P5Config, ctx: RunContext):
         super().__init__(config, ctx)
-        self.entry = resolve(config.backbone)
+        self.entry = resolve(config.backbone, trust_remote_code=config.trust_remote_code)
         if self.entry.backend != "hf" or self.entry.family == "seq2seq":
             what = "served over an API" if self.entry.backend != "hf" else "a seq2seq model"
             raise RecbenchError(f"{self.construction} backbone {config.backbone!r} "

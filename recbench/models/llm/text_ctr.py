@@ -77,6 +77,7 @@ class LLMTextConfig(TrainConfig, APISettings):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 CUDA, fp32 CPU
     device_map: str | None = None  # e.g. "auto": accelerate spreads the layers over the GPUs
     quantization: Literal["none", "8bit", "4bit"] = "none"  # bitsandbytes weights (CUDA only)
+    trust_remote_code: bool = False  # opt in to a checkpoint's own modelling code (catalog)
     lora_r: int = 32
     lora_alpha: int = 128
     lora_dropout: float = 0.1
