@@ -1,4 +1,28 @@
-"""Finding and reading raw files with errors that name the file, line and expectation."""
+"""Finding and reading raw files with errors that name the file, line and expectation.
+
+The policy every source follows for damaged raw input (one rule per defect, the same in every
+loader; the README's Data section says it briefly):
+
+Rejected, with one line naming the file, line, column or field, what was expected and the value
+(quoted by `shown`: escaped like `repr`, cut to 60 characters, so that control bytes or a 50 MB
+line never reach the terminal):
+- a missing or empty file, a header without data lines, a missing column or field;
+- a line with the wrong number of fields, a value that is not of its column's type (a text
+  rating, a text timestamp, a non-integer id), bytes that are not UTF-8, a line that is not
+  JSON, a Parquet file that cannot be read;
+- an empty id (user, item) in a delimited text file: its column is there, so the line is damaged.
+
+Repaired, with a note in the manifest saying what and how many:
+- a last line without a newline is kept when it parses as a complete record and dropped when it
+  does not (a file cut mid-line); where every prefix of a record is itself valid (P5's
+  `user item item ...`: a cut id is still an id) it is dropped;
+- a repeated record keeps its first occurrence: a (user, item) interaction (earliest; ties in
+  file order), so that a held-out target never sits in its own history; an item id; a MIND
+  impression id; a P5 user line;
+- a JSON or Parquet record without a needed field (the dumps omit fields by design) is dropped
+  and counted, as are well-formed values outside the protocol (neutral ratings, items without
+  text, interactions on unknown items).
+"""
 
 from __future__ import annotations
 
@@ -122,6 +146,52 @@ def read_ndjson_blocks(path: Path, schema: dict[str, pl.DataType],
     return pl.concat(parts, rechunk=False)
 
 
+def shown(value: object, limit: int = 60) -> str:
+    """A raw value as error messages and notes quote it: escaped like `repr`, at most `limit`
+    characters of it, with the full length when it was cut.
+
+    Raw files are untrusted: a control byte of a garbage header must not reach the terminal,
+    and a 50 MB line must not be echoed whole.
+    """
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value[:limit * 4]).decode("utf-8", "backslashreplace")
+        text = value
+    else:
+        text = str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text):,} characters)"
+
+
+def _listing(names: Sequence[str], limit: int = 12) -> str:
+    """Column names found in a file, quoted, at most `limit` of them."""
+    out = ", ".join(shown(n, 40) for n in names[:limit])
+    return f"[{out}{', ...' if len(names) > limit else ''}]"
+
+
+# What polars raises on input it cannot read (a panic is a BaseException, not an Exception).
+POLARS_ERRORS = (pl.exceptions.PolarsError, pl.exceptions.PanicException)
+
+
+def first_invalid_utf8(path: Path) -> tuple[int, bytes] | None:
+    """(line number, the line) of the first line of `path` that is not valid UTF-8, if any."""
+    with open(path, "rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number, line
+    return None
+
+
+def check_utf8(path: Path) -> None:
+    """Raise a DataError naming the first line of `path` that is not valid UTF-8."""
+    bad = first_invalid_utf8(path)
+    if bad is not None:
+        raise DataError(f"{path}: line {bad[0]} is not valid UTF-8 text ({shown(bad[1])}); "
+                        "expected a UTF-8 file")
+
+
 def read_csv_checked(
     path: Path,
     columns: dict[str, pl.DataType],
@@ -131,11 +201,13 @@ def read_csv_checked(
     new_columns: Sequence[str] | None = None,
     notes: list[str] | None = None,
     quote_char: str | None = '"',
+    allow_empty: bool = False,
 ) -> pl.DataFrame:
     """Read the `columns` of a delimited file, with clear errors for missing columns and bad lines.
 
     A final line without a newline that does not parse (a file cut mid-line) is dropped and
-    reported in `notes`; any other malformed line is an error naming its line number.
+    reported in `notes`; any other malformed line is an error naming its line number (see the
+    module docstring for the policy).
 
     Args:
         path: the file.
@@ -145,24 +217,34 @@ def read_csv_checked(
         new_columns: names for a header-less file's columns, in order.
         notes: where to report dropped lines.
         quote_char: CSV quote character, None for none.
+        allow_empty: accept a file without data lines (otherwise an error).
     """
     if not path.is_file():
         raise MissingRawFilesError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file (expected "
+                        f"{'a header line and ' if has_header else ''}data lines)")
     header = _header(path, separator, has_header, new_columns, quote_char)
     missing = [c for c in columns if c not in header]
     if missing:
-        raise DataError(f"{path}: missing column(s) {missing}; found {header}")
+        raise DataError(f"{path}: missing column(s) {missing}; found {_listing(header)}")
     ends_nl, n_lines = last_line_state(path)
     source: Path | io.BytesIO = path
     if not ends_nl:
         data = path.read_bytes()
         cut = data.rfind(b"\n") + 1
         last = data[cut:].decode("utf-8", "replace")
-        if not _line_parses(last, header, columns, separator, quote_char):
+        # A line ending in the separator was cut right after it (its last field is lost).
+        whole = not last.rstrip("\r").endswith(separator) and _line_parses(
+            last, header, columns, separator, quote_char)
+        if cut and not whole:
             (notes if notes is not None else []).append(
-                f"{path.name}: line {n_lines} is cut off (no newline, {last!r}); dropped")
-            log.warning("%s: dropped truncated last line %d", path, n_lines)
+                f"{path.name}: line {n_lines} is cut off (no newline, {shown(last)}); dropped")
+            log.info("%s: dropped truncated last line %d", path, n_lines)
             source = io.BytesIO(data[:cut])
+        elif cut and last.strip() and notes is not None:
+            notes.append(f"{path.name}: line {n_lines} has no newline but is a complete row; "
+                         "kept (the file may have been cut at a line boundary)")
     try:
         df = pl.read_csv(
             source, separator=separator, has_header=has_header,
@@ -170,11 +252,15 @@ def read_csv_checked(
             columns=list(columns) if has_header else None,
             infer_schema=False, quote_char=quote_char,
         ).select(list(columns))
-    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as exc:
+    except POLARS_ERRORS as exc:
+        check_utf8(path)
         bad = _first_bad_line(path, header, columns, separator, quote_char, has_header)
-        where = f"line {bad[0]}: {bad[1]}" if bad else str(exc).splitlines()[0][:120]
+        where = f"line {bad[0]}: {bad[1]}" if bad else shown(str(exc).splitlines()[0], 120)
         raise DataError(f"{path}: malformed data at {where} (expected columns "
                         f"{_describe(columns)})") from None
+    if df.height == 0 and not allow_empty:
+        raise DataError(f"{path}: no data lines{' after the header' if has_header else ''} "
+                        f"(expected columns {_describe(columns)})")
     # Polars pads a short line with nulls: re-parse only the lines that came out with a null.
     # (A line with more fields than the header is an error of read_csv, so a line whose last
     # field is there is complete: an empty field before it is just empty.)
@@ -196,8 +282,18 @@ def read_csv_checked(
         row = int(bad[0])
         col = next(c for c in columns if cast[c][row] is None and df[c][row] is not None)
         raise DataError(f"{path}: line {row + 1 + int(has_header)}, column {col!r}: "
-                        f"{df[col][row]!r} is not a valid {columns[col]}")
+                        f"{shown(df[col][row])} is not a valid {columns[col]}")
     return cast
+
+
+def _split(line: str, separator: str, quote_char: str | None) -> list[str] | None:
+    """The fields of one line, or None where the csv module cannot read it (a field longer than
+    its limit, a stray quote)."""
+    try:
+        return next(csv.reader([line], delimiter=separator, quotechar=quote_char or "\x00",
+                               quoting=csv.QUOTE_MINIMAL if quote_char else csv.QUOTE_NONE))
+    except (csv.Error, StopIteration):
+        return None
 
 
 def _short_line(source, line_indices, n_fields, separator, quote_char) -> tuple[int, str] | None:
@@ -212,7 +308,9 @@ def _short_line(source, line_indices, n_fields, separator, quote_char) -> tuple[
         text = raw[int(index)] or ""
         if not text.strip():
             continue  # a blank line: harmless, its null row is dropped by the source
-        fields = next(csv.reader([text], delimiter=separator, quotechar=quote_char or "\x00"))
+        fields = _split(text, separator, quote_char)
+        if fields is None:
+            return int(index) + 1, f"unreadable line {shown(text)}"
         if len(fields) != n_fields:
             return int(index) + 1, f"{len(fields)} fields, expected {n_fields}"
     return None
@@ -225,22 +323,40 @@ def _describe(columns: dict[str, pl.DataType]) -> str:
 def _header(path, separator, has_header, new_columns, quote_char) -> list[str]:
     if not has_header:
         return list(new_columns or [])
-    with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+    with open(path, "rb") as fh:
         first = fh.readline()
-    if not first.strip():
-        raise DataError(f"{path}: empty file (expected a header line)")
-    row = next(csv.reader([first], delimiter=separator, quotechar=quote_char or "\x00"))
-    return [c.strip() for c in row]
+    try:
+        text = first.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: line 1 (the header) is not valid UTF-8 text "
+                        f"({shown(first)}); expected a UTF-8 file") from None
+    if not text.strip():
+        raise DataError(f"{path}: empty first line (expected a header line)")
+    row = _split(text.rstrip("\r\n"), separator, quote_char)
+    if row is None:
+        raise DataError(f"{path}: line 1 (the header) is not readable as "
+                        f"{separator!r}-separated column names ({shown(text)})")
+    names = [c.strip() for c in row]
+    twice = next((c for i, c in enumerate(names) if c and c in names[:i]), None)
+    if twice is not None:
+        raise DataError(f"{path}: the header names the column {shown(twice)} twice")
+    return names
+
+
+def read_header(path: Path, separator: str = ",", quote_char: str | None = '"') -> list[str]:
+    """The column names on the first line of a delimited file (errors as `read_csv_checked`)."""
+    if not path.is_file():
+        raise MissingRawFilesError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file (expected a header line and data lines)")
+    return _header(path, separator, True, None, quote_char)
 
 
 def _line_parses(line: str, header, columns, separator, quote_char) -> bool:
     if not line.strip():
         return True
-    try:
-        fields = next(csv.reader([line], delimiter=separator, quotechar=quote_char or "\x00"))
-    except (csv.Error, StopIteration):
-        return False
-    if len(fields) != len(header):
+    fields = _split(line, separator, quote_char)
+    if fields is None or len(fields) != len(header):
         return False
     return all(_value_ok(fields[header.index(c)], t) for c, t in columns.items())
 
@@ -260,41 +376,55 @@ def _first_bad_line(path, header, columns, separator, quote_char, has_header
                     ) -> tuple[int, str] | None:
     """(line number, what is wrong) of the first bad line; a slow pass run only after a failure."""
     with open(path, encoding="utf-8", errors="replace", newline="") as fh:
-        reader = csv.reader(fh, delimiter=separator, quotechar=quote_char or "\x00")
-        for number, fields in enumerate(reader, start=1):
-            if (has_header and number == 1) or not fields:
+        for number, line in enumerate(fh, start=1):
+            if (has_header and number == 1) or not line.strip():
                 continue
+            fields = _split(line.rstrip("\r\n"), separator, quote_char)
+            if fields is None:
+                return number, f"unreadable line {shown(line)}"
             if len(fields) != len(header):
-                return reader.line_num, f"{len(fields)} fields, expected {len(header)}"
+                return number, f"{len(fields)} fields, expected {len(header)}"
             for c, t in columns.items():
                 if not _value_ok(fields[header.index(c)], t):
-                    return reader.line_num, f"column {c!r}: {fields[header.index(c)]!r} is not {t}"
+                    return number, f"column {c!r}: {shown(fields[header.index(c)])} is not {t}"
     return None
 
 
-def iter_json_lines(path: Path, *, loose: bool = False) -> Iterable[tuple[int, dict]]:
+def iter_json_lines(path: Path, *, loose: bool = False,
+                    notes: list[str] | None = None) -> Iterable[tuple[int, dict]]:
     """(line number, record) for each non-empty line of a JSON-lines file.
 
     `loose=True` accepts the Python-literal lines of the 2014 Amazon metadata dumps, parsed with
-    `ast.literal_eval` (never `eval`).
+    `ast.literal_eval` (never `eval`). A last line without a newline that does not parse is
+    dropped (noted in `notes`); any other bad line, or one that is not UTF-8, is an error.
     """
     import ast
 
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for number, line in enumerate(fh, start=1):
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataError(f"{path}: line {number} is not valid UTF-8 text "
+                                f"({shown(raw)}); expected a UTF-8 file") from None
             if not line.strip():
                 continue
             try:
                 yield number, json.loads(line)
+                continue
             except json.JSONDecodeError:
-                if loose:
-                    try:
-                        yield number, ast.literal_eval(line)
-                        continue
-                    except (ValueError, SyntaxError):
-                        pass
-                raise DataError(f"{path}: line {number} is not valid JSON "
-                                f"({line[:60].strip()!r}...)") from None
+                pass
+            if loose:
+                try:
+                    yield number, ast.literal_eval(line)
+                    continue
+                except (ValueError, SyntaxError, MemoryError, RecursionError):
+                    pass
+            if not raw.endswith(b"\n") and notes is not None:  # only the last line can
+                notes.append(f"{path.name}: line {number} is cut off (no newline, "  # lack one
+                             f"{shown(line)}); dropped")
+                return
+            raise DataError(f"{path}: line {number} is not valid JSON ({shown(line.strip())})")
 
 
 def read_json_lines(path: Path, fields: dict[str, pl.DataType], *, loose: bool = False,
@@ -316,7 +446,7 @@ def read_json_lines(path: Path, fields: dict[str, pl.DataType], *, loose: bool =
         pass  # not strict JSON lines (e.g. Python literals): parse line by line below
     cols: dict[str, list] = {f: [] for f in fields}
     seen = set()
-    for _, record in iter_json_lines(path, loose=loose):
+    for _, record in iter_json_lines(path, loose=loose, notes=notes):
         seen.update(record)
         for f in fields:
             cols[f].append(record.get(f))

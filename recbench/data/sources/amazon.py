@@ -55,9 +55,14 @@ from typing import Any
 import polars as pl
 
 from recbench.core.errors import DataError, MissingRawFilesError
-from recbench.data.protocol import repeated_rows
+from recbench.data.keys import repeated_rows
 from recbench.data.raw import RawTables
-from recbench.data.rawfiles import iter_json_lines, read_csv_checked, read_ndjson_blocks
+from recbench.data.rawfiles import (
+    iter_json_lines,
+    read_csv_checked,
+    read_ndjson_blocks,
+    shown,
+)
 
 LAYOUTS = ("2023", "2018", "2014", "ratings", "p5", "recbole")
 OWN_OPTIONS = ("category", "layout")
@@ -179,7 +184,10 @@ def _detect(raw_dir: Path, files: _FileIndex, expected: dict, category: str | No
 def _reviews(path: Path, spec: ReviewLayout, notes: list[str]) -> pl.DataFrame:
     fields = {spec.user: pl.Utf8, spec.item: pl.Utf8, spec.rating: pl.Float64,
               spec.time: pl.Int64}
-    df = read_json_fields(path, fields, required=list(fields))
+    df = read_json_fields(path, fields, required=list(fields), notes=notes)
+    # An empty id is no id: such a review is dropped and counted like one without the field.
+    df = df.with_columns(pl.when(pl.col(c).str.strip_chars() != "").then(pl.col(c)).alias(c)
+                         for c in (spec.user, spec.item))
     df = _drop_incomplete(df, path, notes, what="reviews")
     notes.append(f"{path.name}: {df.height} reviews; ts = {spec.time} ({spec.time_unit})")
     return _labelled(df.rename({spec.user: "user_key", spec.item: "item_key",
@@ -225,7 +233,8 @@ def _drop_incomplete(df: pl.DataFrame, path: Path, notes: list[str], what: str) 
     if any(df.null_count().row(0)):
         df = df.drop_nulls()
     if df.height < before:
-        notes.append(f"{path.name}: {before - df.height} {what} lacking a needed field dropped")
+        notes.append(f"{path.name}: {before - df.height} {what} lacking a needed field "
+                     "(absent, null or an empty id) dropped")
     if df.height == 0:
         raise DataError(f"{path}: no usable record")
     return df
@@ -233,7 +242,8 @@ def _drop_incomplete(df: pl.DataFrame, path: Path, notes: list[str], what: str) 
 
 def _meta(path: Path, spec: ReviewLayout, events: pl.DataFrame, notes: list[str]) -> pl.DataFrame:
     """item_key, text (title), brand for the reviewed items."""
-    meta = read_meta(path, key=spec.meta_key, loose=spec.meta_loose, extra={spec.brand: "brand"})
+    meta = read_meta(path, key=spec.meta_key, loose=spec.meta_loose, extra={spec.brand: "brand"},
+                     notes=notes)
     keys = events["item_key"]
     # Dumps are grouped by item: the first key of each run is enough to find the distinct ones.
     reviewed = keys.filter(keys.ne_missing(keys.shift(1)).fill_null(True)).unique().to_frame()
@@ -252,7 +262,8 @@ def _meta(path: Path, spec: ReviewLayout, events: pl.DataFrame, notes: list[str]
 
 
 def read_meta(path: Path, *, key: str = "asin", loose: bool = True,
-              extra: dict[str, str] | None = None) -> pl.DataFrame:
+              extra: dict[str, str] | None = None, notes: list[str] | None = None
+              ) -> pl.DataFrame:
     """Item metadata as `item_key`, `text` (the title) and the `extra` fields (renamed).
 
     Records without the key are dropped; a missing title stays null, so that the protocol counts
@@ -260,7 +271,7 @@ def read_meta(path: Path, *, key: str = "asin", loose: bool = True,
     """
     extra = extra or {}
     fields = {key: pl.Utf8, "title": pl.Utf8, **{f: pl.Utf8 for f in extra}}
-    df = read_json_fields(path, fields, loose=loose, required=[key, "title"])
+    df = read_json_fields(path, fields, loose=loose, required=[key, "title"], notes=notes)
     df = df.filter(pl.col(key).is_not_null()).rename({key: "item_key", "title": "text", **extra})
     for name in extra.values():
         if df[name].null_count() == df.height:
@@ -271,7 +282,8 @@ def read_meta(path: Path, *, key: str = "asin", loose: bool = True,
 # --- JSON lines, plain or gzip --------------------------------------------------------------
 
 def read_json_fields(path: Path, fields: dict[str, pl.DataType], *, loose: bool = False,
-                     required: Sequence[str] = ()) -> pl.DataFrame:
+                     required: Sequence[str] = (), notes: list[str] | None = None
+                     ) -> pl.DataFrame:
     """Read `fields` from a JSON-lines file (plain or `.gz`); absent fields are null.
 
     Fast path: polars parses the file with a schema of just these fields and their types, block
@@ -298,7 +310,7 @@ def read_json_fields(path: Path, fields: dict[str, pl.DataType], *, loose: bool 
     try:
         raw = pl.read_ndjson(path, schema=text_schema)
     except (pl.exceptions.PolarsError, OSError):  # OSError: e.g. a truncated .gz
-        raw = _read_line_by_line(path, list(fields), loose)
+        raw = _read_line_by_line(path, list(fields), loose, notes)
     _check_fields(raw, path, fields, required, loose)
     out = raw.with_columns(_cast(pl.col(f), t) for f, t in fields.items())
     for f, t in fields.items():
@@ -306,7 +318,7 @@ def read_json_fields(path: Path, fields: dict[str, pl.DataType], *, loose: bool 
         if len(bad):
             record = int(bad[0])
             line = _line_of_record(path, record, loose)
-            raise DataError(f"{path}: line {line}, field {f!r}: {raw[f][record]!r} is not a "
+            raise DataError(f"{path}: line {line}, field {f!r}: {shown(raw[f][record])} is not a "
                             f"valid {t}")
     return out
 
@@ -317,7 +329,7 @@ def _check_fields(df: pl.DataFrame, path: Path, fields: dict[str, pl.DataType],
         raise DataError(f"{path}: no JSON record")
     missing = [f for f in required if df[f].null_count() == df.height]
     if missing:
-        first = next(_records(path, loose))[1]
+        first = next(_records(path, loose, []))[1]
         raise DataError(f"{path}: no record has the field(s) {missing}; expected "
                         f"{', '.join(fields)}; the first record has {sorted(first)[:20]}")
 
@@ -331,30 +343,40 @@ def _cast(col: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return col.cast(dtype, strict=False)
 
 
-def _read_line_by_line(path: Path, fields: list[str], loose: bool) -> pl.DataFrame:
+def _read_line_by_line(path: Path, fields: list[str], loose: bool, notes: list[str] | None
+                       ) -> pl.DataFrame:
     cols: dict[str, list[str | None]] = {f: [] for f in fields}
-    for _, record in _records(path, loose):
+    for _, record in _records(path, loose, notes):
         for f in fields:
             value = record.get(f)
             cols[f].append(None if value is None else str(value))
     return pl.DataFrame(cols, schema={f: pl.Utf8 for f in fields})
 
 
-def _records(path: Path, loose: bool) -> Iterator[tuple[int, dict]]:
-    """(line number, record) per non-empty line; `.gz` files are decompressed on the fly."""
-    lines = iter_json_lines(path, loose=loose) if path.suffix != ".gz" else _gz_records(path,
-                                                                                        loose)
+def _records(path: Path, loose: bool, notes: list[str] | None = None
+             ) -> Iterator[tuple[int, dict]]:
+    """(line number, record) per non-empty line; `.gz` files are decompressed on the fly.
+
+    A cut-off last line is dropped and noted in `notes` (an error without them)."""
+    lines = (iter_json_lines(path, loose=loose, notes=notes) if path.suffix != ".gz"
+             else _gz_records(path, loose, notes))
     for number, record in lines:
         if not isinstance(record, dict):
             raise DataError(f"{path}: line {number} is not a JSON object")
         yield number, record
 
 
-def _gz_records(path: Path, loose: bool) -> Iterator[tuple[int, Any]]:
+def _gz_records(path: Path, loose: bool, notes: list[str] | None = None
+                ) -> Iterator[tuple[int, Any]]:
     """`rawfiles.iter_json_lines` for a gzip file (same parsing, same messages)."""
     try:
-        with gzip.open(path, "rt", encoding="utf-8", errors="replace") as fh:
-            for number, line in enumerate(fh, start=1):
+        with gzip.open(path, "rb") as fh:
+            for number, raw in enumerate(fh, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise DataError(f"{path}: line {number} is not valid UTF-8 text "
+                                    f"({shown(raw)}); expected a UTF-8 file") from None
                 if not line.strip():
                     continue
                 try:
@@ -368,8 +390,12 @@ def _gz_records(path: Path, loose: bool) -> Iterator[tuple[int, Any]]:
                         continue
                     except (ValueError, SyntaxError):
                         pass
+                if not raw.endswith(b"\n") and notes is not None:
+                    notes.append(f"{path.name}: line {number} is cut off (no newline, "
+                                 f"{shown(line)}); dropped")
+                    return
                 raise DataError(f"{path}: line {number} is not valid JSON "
-                                f"({line[:60].strip()!r}...)")
+                                f"({shown(line.strip())})")
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: not a readable gzip file ({exc})") from None
 

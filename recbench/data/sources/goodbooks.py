@@ -31,7 +31,7 @@ import polars as pl
 
 from recbench.core.errors import DataError
 from recbench.data.raw import RawTables
-from recbench.data.rawfiles import find_file, last_line_state, read_csv_checked
+from recbench.data.rawfiles import find_file, read_csv_checked
 
 DEFAULTS: dict[str, Any] = {"to_read_as_positive": False, "pos_threshold": 4, "neg_threshold": 2}
 # books.csv columns kept as item attributes when present (renamed where the name is clumsy).
@@ -50,10 +50,6 @@ def load(raw_dir: Path, options: dict[str, Any]) -> RawTables:
     ratings = _complete_rows(read_csv_checked(
         ratings_path, {"user_id": pl.Int64, "book_id": pl.Int64, "rating": pl.Int64}, notes=notes),
         ratings_path)
-    ends_nl, _ = last_line_state(ratings_path)
-    if not ends_nl and not any(n.startswith(f"{ratings_path.name}: line") for n in notes):
-        notes.append(f"{ratings_path.name}: the last line has no newline but is a complete row; "
-                     "kept (the file may have been cut at a line boundary)")
     if ratings.height and ratings["user_id"].is_sorted():
         notes.append(f"{ratings_path.name}: sorted by user_id (the first release?): row order "
                      "within a user is file order, not necessarily time order")
@@ -81,7 +77,8 @@ def load(raw_dir: Path, options: dict[str, Any]) -> RawTables:
     events = _first_per_pair(events, notes)
     events = events.filter(pl.col("label").is_not_null())
     return RawTables(items=_books(books_path, notes), events=events.lazy(), negatives="real",
-                     source_files=files, notes=notes, text_attribute="title")
+                     source_files=files, notes=notes, text_attribute="title",
+                     timestamps=False)
 
 
 def _options(options: dict[str, Any]) -> dict[str, Any]:

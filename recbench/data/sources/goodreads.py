@@ -33,7 +33,7 @@ import polars as pl
 
 from recbench.core.errors import DataError, MissingRawFilesError
 from recbench.data.raw import RawTables
-from recbench.data.rawfiles import find_file
+from recbench.data.rawfiles import find_file, shown
 
 DEFAULTS: dict[str, Any] = {"interactions": None, "pos_threshold": 4, "neg_threshold": 2}
 DATE_FORMAT = "%a %b %d %H:%M:%S %z %Y"
@@ -107,6 +107,13 @@ def _interactions_file(raw_dir: Path, name: str | None) -> Path:
 
 def _events(path: Path, o: dict[str, Any], notes: list[str]) -> pl.DataFrame:
     df = read_json_fields(path, INTERACTION_FIELDS, notes)
+    ids = [pl.col(c).is_not_null() & (pl.col(c).str.strip_chars() != "")
+           for c in ("user_id", "book_id", "rating")]
+    complete = df.filter(pl.all_horizontal(ids))
+    if complete.height < df.height:
+        notes.append(f"{path.name}: {df.height - complete.height} records lacking user_id, "
+                     "book_id or rating (absent or empty) dropped")
+        df = complete
     rating = df["rating"].cast(pl.Float64, strict=False)
     _fail_at_first(path, df, rating.is_null() & df["rating"].is_not_null(), "rating",
                    "a number")
@@ -205,19 +212,24 @@ def _read_after_error(path: Path, schema: dict[str, pl.DataType], notes: list[st
         for number, line in enumerate(fh, start=1):
             if line.strip():
                 try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise DataError(f"{path}: line {number} is not valid UTF-8 text "
+                                    f"({shown(line)}); expected a UTF-8 file") from None
+                try:
                     json.loads(line)
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    text = line[:60].decode("utf-8", "replace")
+                except json.JSONDecodeError:
+                    text = shown(line.decode("utf-8"))
                     if not line.endswith(b"\n"):  # only the last line can lack one
                         notes.append(f"{path.name}: line {number} is cut off (no newline, "
-                                     f"{text!r}); dropped")
+                                     f"{text}); dropped")
                         break
                     raise DataError(f"{path}: line {number} is not valid JSON "
-                                    f"({text.strip()!r}...)") from None
+                                    f"({text})") from None
             good_bytes += len(line)
         else:
             raise DataError(f"{path}: could not be read as JSON lines "
-                            f"({str(exc).splitlines()[0][:160]})") from None
+                            f"({shown(str(exc).splitlines()[0], 120)})") from None
     if good_bytes == 0:
         return pl.DataFrame(schema=schema)
     with _open_binary(path) as fh:
@@ -231,7 +243,7 @@ def _fail_at_first(path: Path, df: pl.DataFrame, bad: pl.Series, field: str, exp
         return
     record = int(df["_record"][int(rows[0])])
     raise DataError(f"{path}: line {_line_of_record(path, record)}, field {field!r}: "
-                    f"{df[field][int(rows[0])]!r} is not {expected}")
+                    f"{shown(df[field][int(rows[0])])} is not {expected}")
 
 
 def _line_of_record(path: Path, record: int) -> int:

@@ -37,7 +37,7 @@ import polars as pl
 
 from recbench.core.errors import DataError
 from recbench.data.raw import RawTables
-from recbench.data.rawfiles import find_file, read_csv_checked
+from recbench.data.rawfiles import find_file, read_csv_checked, shown
 
 DEFAULTS: dict[str, Any] = {"text_fallback": True}
 # articles.csv columns kept as item attributes when present.
@@ -124,7 +124,7 @@ def _transactions(path: Path, notes: list[str]) -> pl.DataFrame:
         if value is None:
             raise DataError(f"{path}: line {row + 2}, column {column!r} is empty (expected "
                             "t_dat,customer_id,article_id,price,sales_channel_id)")
-        raise DataError(f"{path}: line {row + 2}, column {column!r}: {value!r} is not a valid "
+        raise DataError(f"{path}: line {row + 2}, column {column!r}: {shown(value)} is not a valid "
                         "date like 2018-09-20")
     if raw.height == 0:
         raise DataError(f"{path}: no transactions")

@@ -33,7 +33,7 @@ import polars as pl
 
 from recbench.core.errors import DataError, MissingRawFilesError
 from recbench.data.raw import RawTables
-from recbench.data.rawfiles import find_file, read_csv_checked
+from recbench.data.rawfiles import find_file, read_csv_checked, shown
 
 DEFAULTS: dict[str, Any] = {"variant": "auto"}
 VARIANTS = ("auto", "50k", "100k")
@@ -127,7 +127,7 @@ def _sequences(path: Path, notes: list[str]) -> pl.DataFrame:
     if bad.height:
         row = bad.row(0, named=True)
         column, value = ("user", row["user"]) if row["user_id"] is None else ("items", row["item"])
-        raise DataError(f"{path}: line {row['line']}, column {column!r}: {value!r} is not an "
+        raise DataError(f"{path}: line {row['line']}, column {column!r}: {shown(value)} is not an "
                         "integer id")
     notes.append(f"{path.name}: sequences without time; ts is the position in the sequence")
     return tokens.select(
@@ -175,7 +175,7 @@ def _headerless_titles(path: Path, has_header: bool) -> pl.DataFrame:
     )
     bad = titles.filter(pl.col("item").is_null() | pl.col("title").is_null())
     if bad.height:
-        raise DataError(f"{path}: line {bad['line'][0]}: {bad['raw'][0][:60]!r} is not "
+        raise DataError(f"{path}: line {bad['line'][0]}: {shown(bad['raw'][0])} is not "
                         "`item, title` (an integer id, a comma, the title)")
     return titles.select("item", "title")
 

@@ -41,9 +41,9 @@ import numpy as np
 import polars as pl
 
 from recbench.core.errors import DataError, MissingRawFilesError
-from recbench.data.protocol import encode_keys, lookup_rows, repeated_rows
+from recbench.data.keys import encode_keys, lookup_rows, repeated_rows
 from recbench.data.raw import RawTables
-from recbench.data.rawfiles import find_file, read_csv_checked
+from recbench.data.rawfiles import find_file, read_csv_checked, shown
 
 NEWS_COLUMNS = ("news_id", "category", "subcategory", "title", "abstract", "url",
                 "title_entities", "abstract_entities")
@@ -67,7 +67,7 @@ def load(raw_dir: Path, options: dict[str, Any]) -> RawTables:
                                    "splits ship both files in one folder)")
 
     items = _news(news_path, notes)
-    behaviors, histories = _behaviors(behaviors_path)
+    behaviors, histories = _behaviors(behaviors_path, notes)
     shown = _shown_items(behaviors, behaviors_path)
     events = _positive_events(behaviors, histories, shown, notes)
     _report_coverage(behaviors, histories, shown, items, notes)
@@ -111,16 +111,18 @@ def _news(path: Path, notes: list[str]) -> pl.DataFrame:
                        "category", "subcategory")
 
 
-def _behaviors(path: Path) -> tuple[pl.DataFrame, pl.Series]:
+def _behaviors(path: Path, notes: list[str]) -> tuple[pl.DataFrame, pl.Series]:
     """The impressions, and the distinct histories (lists of news ids) they carry.
 
     One row per impression: line, impression, user_key, ts, history (a row of the distinct
-    histories), impressions (the raw list).
+    histories), impressions (the raw list). A line repeating an earlier impression id is
+    dropped (the first is kept) and counted in `notes`: one impression id, one impression.
     """
     raw = read_csv_checked(
         path, {"impression_id": pl.Int64, "user_id": pl.Utf8, "time": pl.Utf8,
                "history": pl.Utf8, "impressions": pl.Utf8},
-        separator="\t", has_header=False, new_columns=BEHAVIOR_COLUMNS, quote_char=None)
+        separator="\t", has_header=False, new_columns=BEHAVIOR_COLUMNS, quote_char=None,
+        notes=notes)
     df = raw.select(
         pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("line"),
         pl.col("impression_id").alias("impression"),
@@ -146,8 +148,13 @@ def _behaviors(path: Path) -> tuple[pl.DataFrame, pl.Series]:
                             f"{', '.join(BEHAVIOR_COLUMNS)})")
     rows = df.filter(pl.col("ts").is_null())
     if rows.height:
-        raise DataError(f"{path}: line {rows['line'][0]}, column 'time': {rows['time'][0]!r} is "
-                        "not a time like 11/12/2019 2:14:46 PM")
+        raise DataError(f"{path}: line {rows['line'][0]}, column 'time': "
+                        f"{shown(rows['time'][0])} is not a time like 11/12/2019 2:14:46 PM")
+    repeated = ~df["impression"].is_first_distinct()
+    if repeated.any():
+        notes.append(f"{path.name}: {int(repeated.sum())} lines with a repeated impression "
+                     "id dropped (the first line of each id is kept)")
+        df = df.filter(~repeated)
     (codes,), texts = encode_keys([df["history"]], sort=False)
     histories = _split_on_whitespace(texts).fill_null(pl.lit([], dtype=pl.List(pl.Utf8)))
     return df.drop("time").with_columns(pl.Series("history", codes)), histories
@@ -198,12 +205,12 @@ def _shown_items(behaviors: pl.DataFrame, path: Path) -> pl.DataFrame:
         first = bad.row(0, named=True)
         if first["label_text"] is None:
             raise DataError(
-                f"{path}: line {first['line']}: impression {first['token']!r} has no click label "
-                "(expected NEWSID-1 or NEWSID-0). This looks like the MIND test split, which is "
-                "released without labels; recbench needs labelled impressions: use the train or "
-                "dev split")
+                f"{path}: line {first['line']}: impression {shown(first['token'])} has no click "
+                "label (expected NEWSID-1 or NEWSID-0). This looks like the MIND test split, "
+                "which is released without labels; recbench needs labelled impressions: use the "
+                "train or dev split")
         raise DataError(f"{path}: line {first['line']}, column 'impressions': "
-                        f"{first['token']!r} is not NEWSID-1 or NEWSID-0")
+                        f"{shown(first['token'])} is not NEWSID-1 or NEWSID-0")
     return tokens.select("line", "impression", "user_key", "ts", "item_key",
                          pl.col("label_text").cast(pl.Int8).alias("label"))
 

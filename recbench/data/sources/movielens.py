@@ -31,7 +31,7 @@ import polars as pl
 
 from recbench.core.errors import DataError, MissingRawFilesError
 from recbench.data.raw import RawTables
-from recbench.data.rawfiles import find_file, read_csv_checked
+from recbench.data.rawfiles import find_file, read_csv_checked, shown
 
 DEFAULTS: dict[str, Any] = {"layout": "auto", "pos_threshold": 4, "neg_threshold": 2}
 # layout -> (ratings file, movies file); the ratings file identifies the layout.
@@ -233,7 +233,7 @@ def read_delimited(path: Path, names: list[str], types: dict[str, pl.DataType], 
     if not ends_nl and not df["ok"][-1]:
         last = df.row(-1, named=True)
         notes.append(f"{path.name}: line {last['lineno']} is cut off (no newline, "
-                     f"{last['line'][:60]!r}); dropped")
+                     f"{shown(last['line'])}); dropped")
         df = df.head(df.height - 1)
     bad = df.filter(~pl.col("ok"))
     if bad.height:
@@ -242,8 +242,8 @@ def read_delimited(path: Path, names: list[str], types: dict[str, pl.DataType], 
         if not row["shape_ok"]:
             raise DataError(f"{where}: expected {len(names)} fields separated by {separator!r} "
                             f"({', '.join(names)}), found {len(row['fields'])}: "
-                            f"{row['line'][:80]!r}")
+                            f"{shown(row['line'])}")
         col = next(c for c in types if row[f"_v_{c}"] is None and row[f"_r_{c}"] is not None)
-        raise DataError(f"{where}, field {col!r}: {row[f'_r_{col}']!r} is not a valid "
+        raise DataError(f"{where}, field {col!r}: {shown(row[f'_r_{col}'])} is not a valid "
                         f"{types[col]}")
     return df.select([pl.col(f"_v_{c}").alias(c) for c in types])

@@ -30,8 +30,9 @@ from typing import Any
 import polars as pl
 
 from recbench.core.errors import DataError, MissingRawFilesError
+from recbench.data.keys import repeated_rows
 from recbench.data.raw import RawTables
-from recbench.data.rawfiles import find_file, read_csv_checked
+from recbench.data.rawfiles import find_file, read_csv_checked, shown
 
 LOOKUP_FILES = ("item_id_to_int.json", "products_lookup.csv")
 META_PATTERNS = ("meta*.json", "meta*.json.gz", "meta*.jsonl", "meta*.jsonl.gz")
@@ -62,7 +63,7 @@ def load(raw_dir: Path, options: dict[str, Any]) -> RawTables:
                  "(all positives; CTR negatives sampled)")
     return RawTables(items=items, events=events.lazy(), negatives="sampled",
                      source_files=[seq_path, maps_path, *name_files], notes=notes,
-                     text_attribute="title")
+                     text_attribute="title", timestamps=False)
 
 
 def _id2item(path: Path) -> pl.DataFrame:
@@ -86,12 +87,39 @@ def _id2item(path: Path) -> pl.DataFrame:
 
 
 def _sequences(path: Path, id2item: pl.DataFrame, notes: list[str]) -> pl.DataFrame:
-    """user_key, item_key, ts (file position), label (1) from `user item item ...` lines."""
-    text = path.read_text(encoding="utf-8", errors="replace")
+    """user_key, item_key, ts (file position), label (1) from `user item item ...` lines.
+
+    Damaged lines follow `recbench.data.rawfiles`: bytes that are not UTF-8 and a line starting
+    with a space (an empty user field: the first item would be taken for the user) are errors;
+    a last line without a newline is dropped (a cut id is still an id, so a cut cannot be told
+    apart); a repeated user line and a repeated item of a user keep their first occurrence.
+    """
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        start = data.rfind(b"\n", 0, exc.start) + 1
+        bad = data[start:start + 240].split(b"\n")[0]
+        raise DataError(f"{path}: line {line} is not valid UTF-8 text ({shown(bad)}); expected "
+                        "`user item item ...` lines of integer ids") from None
+    lines = text.split("\n")
+    if lines and lines[-1].strip():
+        notes.append(f"{path.name}: line {len(lines)} has no newline, so it may be cut off (a "
+                     f"cut id is still an id: {shown(lines[-1])}); dropped")
+        lines[-1] = ""
     tokens = (
-        pl.DataFrame({"line": text.split("\n")}, schema={"line": pl.Utf8})
+        pl.DataFrame({"line": lines}, schema={"line": pl.Utf8})
         .with_row_index("lineno", offset=1)
-        .with_columns(pl.col("line").str.replace_all(r"\s+", " ").str.strip_chars())
+        .with_columns(pl.col("line").str.strip_chars_end("\r"))
+    )
+    empty_user = tokens.filter(pl.col("line").str.contains(r"^\s+\S"))
+    if empty_user.height:
+        row = empty_user.row(0, named=True)
+        raise DataError(f"{path}: line {row['lineno']}: the user field is empty (the line starts "
+                        f"with whitespace: {shown(row['line'])}); expected `user item item ...`")
+    tokens = (
+        tokens.with_columns(pl.col("line").str.replace_all(r"\s+", " ").str.strip_chars())
         .filter(pl.col("line") != "")
         .with_columns(pl.col("line").str.split(" ").alias("token"))
     )
@@ -100,16 +128,23 @@ def _sequences(path: Path, id2item: pl.DataFrame, notes: list[str]) -> pl.DataFr
     short = tokens.filter(pl.col("token").list.len() < 2)
     if short.height:
         row = short.row(0, named=True)
-        raise DataError(f"{path}: line {row['lineno']}: {row['line']!r} has no item; expected "
-                        "`user item item ...`")
+        raise DataError(f"{path}: line {row['lineno']}: {shown(row['line'])} has no item; "
+                        "expected `user item item ...`")
     tokens = tokens.select("lineno", "token").explode("token").with_columns(
         pl.int_range(pl.len()).over("lineno").alias("pos"))
     bad = tokens.filter(~pl.col("token").str.contains(r"^\d+$"))
     if bad.height:
         row = bad.row(0, named=True)
-        raise DataError(f"{path}: line {row['lineno']}: {row['token']!r} is not an integer id "
-                        "(expected `user item item ...`)")
+        raise DataError(f"{path}: line {row['lineno']}: {shown(row['token'])} is not an integer "
+                        "id (expected `user item item ...`)")
     users = tokens.filter(pl.col("pos") == 0).select("lineno", pl.col("token").alias("user_key"))
+    again = ~users["user_key"].is_first_distinct()
+    if again.any():
+        notes.append(f"{path.name}: {int(again.sum())} repeated user lines dropped (the "
+                     "first line of each user is kept)")
+        tokens = tokens.join(users.filter(again).select("lineno"), on="lineno", how="anti",
+                             maintain_order="left")
+        users = users.filter(~again)
     events = (
         tokens.filter(pl.col("pos") > 0)
         .join(users, on="lineno", how="left", maintain_order="left")
@@ -122,6 +157,11 @@ def _sequences(path: Path, id2item: pl.DataFrame, notes: list[str]) -> pl.DataFr
         notes.append(f"{path.name}: {unmapped.height} interactions on {n_ids} P5 item ids "
                      "absent from datamaps.json's id2item dropped")
     events = events.filter(pl.col("item_key").is_not_null())
+    repeated = repeated_rows(events, ["user_key", "item_key"])
+    if repeated is not None:
+        notes.append(f"{path.name}: {int(repeated.sum())} repeated (user, item) interactions "
+                     "dropped (the first is kept), so a target never sits in its own history")
+        events = events.filter(~repeated)
     notes.append(f"{path.name}: {users.height} user lines, {events.height} interactions")
     return events.select(
         "user_key", "item_key", pl.col("ts").cast(pl.Int64), pl.lit(1, pl.Int8).alias("label"))
@@ -137,7 +177,7 @@ def _names(raw_dir: Path, notes: list[str]) -> tuple[pl.DataFrame, list[Path]]:
     if meta_path is not None:
         from recbench.data.sources.amazon import read_meta
 
-        meta = read_meta(meta_path, key="asin", loose=True).select("item_key", "text")
+        meta = read_meta(meta_path, key="asin", loose=True, notes=notes).select("item_key", "text")
         return meta.unique("item_key", keep="first", maintain_order=True), [meta_path]
     half = next((p for p in (id_path, lookup_path) if p is not None), None)
     partner = ""
@@ -161,8 +201,8 @@ def _names_from_lookup(id_path: Path, lookup_path: Path, notes: list[str]) -> pl
     bad = next((k for k, v in asin_to_gid.items()
                 if isinstance(v, bool) or not isinstance(v, int)), None)
     if bad is not None:
-        raise DataError(f"{id_path}: ASIN {bad!r} maps to {asin_to_gid[bad]!r}; expected an "
-                        "integer global_product_id")
+        raise DataError(f"{id_path}: ASIN {shown(bad)} maps to {shown(asin_to_gid[bad])}; "
+                        "expected an integer global_product_id")
     ids = pl.DataFrame(
         {"item_key": list(asin_to_gid), "global_product_id": list(asin_to_gid.values())},
         schema={"item_key": pl.Utf8, "global_product_id": pl.Int64},

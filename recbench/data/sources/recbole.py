@@ -32,8 +32,9 @@ from typing import Any
 import polars as pl
 
 from recbench.core.errors import DataError, MissingRawFilesError
+from recbench.data.keys import repeated_rows
 from recbench.data.raw import RawTables
-from recbench.data.rawfiles import read_csv_checked
+from recbench.data.rawfiles import read_csv_checked, shown
 
 DEFAULTS: dict[str, Any] = {"name": None, "text_field": "title"}
 SPLIT_ORDER = {"": 0, "train": 1, "valid": 2, "test": 3}
@@ -53,7 +54,7 @@ def load(raw_dir: Path, options: dict[str, Any]) -> RawTables:
     name = item_path.name[: -len(".item")]
     inter_paths = _inter_files(item_path.parent, name)
     notes: list[str] = []
-    items = _items(item_path, str(o["text_field"]))
+    items = _items(item_path, str(o["text_field"]), notes)
 
     headers = {p: _header(p) for p in inter_paths}
     forms = {p: "sequence" if "item_id_list" in h else "plain" for p, h in headers.items()}
@@ -114,16 +115,17 @@ def _header(path: Path) -> dict[str, str]:
     for column in first.split("\t"):
         field, _, ftype = column.strip().partition(":")
         if ftype and ftype not in FIELD_TYPES:
-            raise DataError(f"{path}: header column {column!r} has an unknown type {ftype!r}; "
-                            f"expected one of {', '.join(FIELD_TYPES)}")
+            raise DataError(f"{path}: header column {shown(column)} has an unknown type "
+                            f"{shown(ftype)}; expected one of {', '.join(FIELD_TYPES)}")
         if field in out:
-            raise DataError(f"{path}: header names the field {field!r} twice")
+            raise DataError(f"{path}: header names the field {shown(field)} twice")
         out[field] = column
     return out
 
 
 def _read(path: Path, header: dict[str, str], fields: list[str],
-          optional: tuple[str, ...] = (), may_be_empty: tuple[str, ...] = ()) -> pl.DataFrame:
+          optional: tuple[str, ...] = (), may_be_empty: tuple[str, ...] = (),
+          notes: list[str] | None = None) -> pl.DataFrame:
     """The `fields` (+ those of `optional` present) as text, renamed to their stripped names,
     plus `_line`, each row's line number.
 
@@ -136,7 +138,7 @@ def _read(path: Path, header: dict[str, str], fields: list[str],
                         f"{list(header.values())}")
     wanted = fields + [f for f in optional if f in header]
     df = read_csv_checked(path, {header[f]: pl.Utf8 for f in wanted}, separator="\t",
-                          quote_char=None)
+                          quote_char=None, notes=notes)
     df = df.rename({header[f]: f for f in wanted})
     # Rows keep their line (blank lines read as all-null rows), so row + 2 is the line number.
     blank = df.select(pl.all_horizontal(pl.all().is_null())).to_series()
@@ -152,12 +154,12 @@ def _read(path: Path, header: dict[str, str], fields: list[str],
 
 # --- items ------------------------------------------------------------------------------------
 
-def _items(path: Path, text_field: str) -> pl.DataFrame:
+def _items(path: Path, text_field: str, notes: list[str]) -> pl.DataFrame:
     header = _header(path)
     if text_field not in header:
-        raise DataError(f"{path}: no text field {text_field!r}; found {list(header.values())} "
+        raise DataError(f"{path}: no text field {text_field!r}; found {list(header.values())[:20]} "
                         "(choose it with -o text_field=NAME)")
-    df = _read(path, header, ["item_id", text_field], may_be_empty=(text_field,))
+    df = _read(path, header, ["item_id", text_field], may_be_empty=(text_field,), notes=notes)
     return df.select(pl.col("item_id").alias("item_key"), pl.col(text_field).alias("text"))
 
 
@@ -167,7 +169,8 @@ def _plain_events(paths: list[Path], headers: dict[Path, dict[str, str]],
                   notes: list[str]) -> tuple[pl.DataFrame, str]:
     frames = []
     for p in paths:
-        df = _read(p, headers[p], ["user_id", "item_id"], optional=("rating", "timestamp"))
+        df = _read(p, headers[p], ["user_id", "item_id"], optional=("rating", "timestamp"),
+                   notes=notes)
         frames.append(_numeric(df, p))
     has = {c: all(c in f.columns for f in frames) for c in ("rating", "timestamp")}
     for c, present in has.items():
@@ -197,6 +200,11 @@ def _plain_events(paths: list[Path], headers: dict[Path, dict[str, str]],
                      "sampled")
     events = df.select(pl.col("user_id").alias("user_key"), pl.col("item_id").alias("item_key"),
                        ts.alias("ts"), label.alias("label")).drop_nulls("label")
+    repeated = repeated_rows(events, ["user_key", "item_key"], order_by="ts")
+    if repeated is not None:
+        notes.append(f"{names}: {int(repeated.sum())} repeated (user, item) interactions "
+                     "dropped; the earliest is kept")
+        events = events.filter(~repeated)
     notes.append(f"{names}: plain form, {df.height} interactions")
     return events, negatives
 
@@ -210,8 +218,8 @@ def _numeric(df: pl.DataFrame, path: Path) -> pl.DataFrame:
         bad = (cast.is_null() & df[col].is_not_null()).arg_true()
         if len(bad):
             row = int(bad[0])
-            raise DataError(f"{path}: line {df['_line'][row]}, field {col!r}: {df[col][row]!r} "
-                            "is not a number")
+            raise DataError(f"{path}: line {df['_line'][row]}, field {col!r}: "
+                            f"{shown(df[col][row])} is not a number")
         df = df.with_columns(cast.alias(col))
     return df
 
@@ -221,7 +229,7 @@ def _sequence_events(paths: list[Path], headers: dict[Path, dict[str, str]],
     frames = []
     for rank, p in enumerate(paths):
         df = _read(p, headers[p], ["user_id", "item_id_list", "item_id"],
-                   may_be_empty=("item_id_list",))
+                   may_be_empty=("item_id_list",), notes=notes)
         frames.append(df.with_row_index("row").with_columns(pl.lit(rank).alias("file")))
     rows = pl.concat(frames)
     rows = rows.select(

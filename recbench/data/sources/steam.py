@@ -47,7 +47,7 @@ import polars as pl
 
 from recbench.core.errors import DataError, MissingRawFilesError
 from recbench.data.raw import NegativeMode, RawTables
-from recbench.data.rawfiles import find_file, read_csv_checked
+from recbench.data.rawfiles import find_file, read_csv_checked, shown
 
 DEFAULTS: dict[str, Any] = {"layout": "auto"}
 LAYOUTS = {
@@ -155,7 +155,7 @@ def _australian_reviews(path: Path, notes: list[str]) -> pl.DataFrame:
     lines, users, reviews = [], [], []
     for number, record in _literal_lines(path, notes):
         if not isinstance(record, dict):
-            raise DataError(f"{path}: line {number} is not a record ({str(record)[:60]!r})")
+            raise DataError(f"{path}: line {number} is not a record ({shown(str(record)[:200])})")
         lines.append(number)
         users.append(record.get("user_id"))
         reviews.append(record.get("reviews"))
@@ -189,8 +189,8 @@ def _australian_reviews(path: Path, notes: list[str]) -> pl.DataFrame:
     bad = (month.is_null() | day.is_null()).arg_true()
     if len(bad):
         i = int(bad[0])
-        raise DataError(f"{path}: line {df['line'][i]}: posted {df['posted'][i]!r} is not like "
-                        "'Posted November 5, 2011.'")
+        raise DataError(f"{path}: line {df['line'][i]}: posted {shown(df['posted'][i])} is not "
+                        "like 'Posted November 5, 2011.'")
     undated = int(year.is_null().sum())
     if undated:
         fill = int(year.max() or 2017) + 1
@@ -231,11 +231,11 @@ def _steam_reviews(path: Path, notes: list[str]) -> pl.DataFrame:
     bad = df.filter(~ok)
     if bad.height and bad["line"][0] == df["line"][-1] and not _ends_with_newline(path):
         notes.append(f"{path.name}: line {bad['line'][0]} is cut off (no newline, "
-                     f"{bad['text'][0][:60]!r}); dropped")
+                     f"{shown(bad['text'][0])}); dropped")
         df, bad = df.head(df.height - 1), bad.head(0)
     if bad.height:
         raise DataError(f"{path}: line {bad['line'][0]}: expected username, product_id and "
-                        f"date 'YYYY-MM-DD' ({bad['text'][0][:80]!r})")
+                        f"date 'YYYY-MM-DD' ({shown(bad['text'][0])})")
     return df.select("user_key", "item_key", "ts", pl.lit(1, pl.Int8).alias("label"))
 
 
@@ -247,7 +247,7 @@ def _recommend_label(path: Path, values: pl.Series, where) -> pl.Series:
     bad = label.is_null().arg_true()
     if len(bad):
         i = int(bad[0])
-        raise DataError(f"{path}: {where(i)}: recommend {values[i]!r} is not True or False")
+        raise DataError(f"{path}: {where(i)}: recommend {shown(values[i])} is not True or False")
     return label
 
 
@@ -293,7 +293,7 @@ def _games_json(path: Path, notes: list[str]) -> pl.DataFrame:
     ids, app_names, titles, genres = [], [], [], []
     for number, record in _literal_lines(path, notes):
         if not isinstance(record, dict):
-            raise DataError(f"{path}: line {number} is not a record ({str(record)[:60]!r})")
+            raise DataError(f"{path}: line {number} is not a record ({shown(str(record)[:200])})")
         ids.append(record.get("id"))
         app_names.append(record.get("app_name"))
         titles.append(record.get("title"))
@@ -380,10 +380,10 @@ def _literal_lines(path: Path, notes: list[str]) -> Iterator[tuple[int, Any]]:
                 continue
             if not line.endswith("\n"):  # only the last line can lack one
                 notes.append(f"{path.name}: line {number} is cut off (no newline, "
-                             f"{line[:60]!r}); dropped")
+                             f"{shown(line)}); dropped")
                 return
             raise DataError(f"{path}: line {number} is neither JSON nor a Python literal "
-                                f"({line[:60].strip()!r}...)")
+                                f"({shown(line.strip())})")
 
 
 _BAD = object()
