@@ -131,7 +131,7 @@ def run_spec(spec: RunSpec) -> Outcome:
 def _run(spec: RunSpec, node: str, pid: int, t0: float) -> Outcome:
     from recbench.runner import RunRequest, run
 
-    req = RunRequest(**{**spec.request, "executor": spec.executor})
+    req = RunRequest(**{**spec.request, "executor": spec.executor, "node": node})
     outcomes = run(req)
     if len(outcomes) != 1:
         raise RuntimeError(f"spec {spec.key} expanded to {len(outcomes)} runs on the worker")
