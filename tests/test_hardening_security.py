@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -127,3 +128,200 @@ def test_reporter_keeps_its_label_and_prints_the_rest_literally():
     text = console.export_text()
     assert "skipped run on d ([/]): exists (/h[red]/k.json)" in text
     assert "note: only 2 steps [/]" in text
+
+
+# --- class 4: files and folders get ordinary modes ------------------------------------------
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_atomic_outputs_get_the_modes_ordinary_files_get(tmp_path, umask):
+    from recbench.core.atomic import atomic_dir, atomic_file, publish_bytes, write_bytes
+
+    old = os.umask(umask)
+    try:
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")  # what open() gives under this umask: the reference
+        plain_dir = tmp_path / "plain_dir"
+        plain_dir.mkdir()
+        write_bytes(tmp_path / "a.json", b"{}")
+        assert publish_bytes(tmp_path / "b.json", b"{}")
+        with atomic_file(tmp_path / "c.parquet") as tmp:
+            tmp.write_bytes(b"PAR1")
+        with atomic_dir(tmp_path / "ds") as tmp:
+            (tmp / "manifest.json").write_text("{}")
+    finally:
+        os.umask(old)
+    file_mode = plain.stat().st_mode & 0o777
+    assert file_mode == 0o666 & ~umask
+    for name in ("a.json", "b.json", "c.parquet"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == file_mode, name
+    assert (tmp_path / "ds").stat().st_mode & 0o777 == plain_dir.stat().st_mode & 0o777
+
+
+# --- class 17: a full disk is one line and leaves nothing behind -----------------------------
+
+def _enospc(*_args, **_kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_full_disk_in_the_atomic_writers_is_one_error_and_no_temp_file(tmp_path, monkeypatch):
+    from recbench.core import atomic
+    from recbench.core.errors import DiskFullError
+
+    def half_then_full(fd, data):
+        os.write(fd, data[: len(data) // 2])
+        _enospc()
+
+    monkeypatch.setattr(atomic, "_write_fd", half_then_full)
+    for write in (atomic.write_bytes, atomic.publish_bytes):
+        with pytest.raises(DiskFullError, match="no space left on the device writing"):
+            write(tmp_path / "out.json", b"x" * 1000)
+    with pytest.raises(DiskFullError), atomic.atomic_file(tmp_path / "p.parquet") as tmp:
+        tmp.write_bytes(b"partial")
+        _enospc()
+    with pytest.raises(DiskFullError), atomic.atomic_dir(tmp_path / "ds") as tmp:
+        (tmp / "items.parquet").write_bytes(b"partial")
+        _enospc()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_during_prepare_is_one_line_and_leaves_no_temp_dir(tmp_path, monkeypatch):
+    import polars as pl
+
+    home = tmp_path / "home"
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", _enospc)
+    result = CliRunner().invoke(app, ["prepare", "synthetic", "--size", "tiny",
+                                      "--home", str(home)])
+    line = _one_line_error(result)
+    assert "no space left on the device" in line
+    datasets = home / "datasets"
+    leftovers = [p for p in datasets.rglob("*") if ".tmp" in p.name] if datasets.exists() else []
+    assert leftovers == []
+    assert not datasets.exists() or not list(datasets.rglob("manifest.json"))
+
+
+def test_a_full_disk_anywhere_under_the_cli_is_one_line():
+    import typer
+
+    from recbench.cli.app import user_errors
+
+    probe = typer.Typer()
+
+    @probe.command()
+    @user_errors
+    def write() -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", "/home/x/results/k.json")
+
+    line = _one_line_error(CliRunner().invoke(probe, []))
+    assert line.startswith("error: no space left on the device writing /home/x/results/k.json")
+
+
+_SLOW_PREPARE = """
+import sys, time
+import polars as pl
+write = pl.DataFrame.write_parquet
+def slow(self, path, *args, **kwargs):
+    write(self, path, *args, **kwargs)
+    print("WRITING", path, flush=True)
+    time.sleep(120)
+pl.DataFrame.write_parquet = slow
+sys.argv = ["recbench", "prepare", "synthetic", "--size", "tiny", "--home", sys.argv[1]]
+from recbench.cli.app import main
+main()
+"""
+
+
+def test_sigterm_during_prepare_is_handled_like_ctrl_c(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    home = tmp_path / "home"
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_PREPARE, str(home)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        line = ""
+        while "WRITING" not in line and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+        assert "WRITING" in line, proc.stderr.read()
+        assert ".tmp-" in line  # the write goes to the temporary folder
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err
+    assert "terminated: no partial dataset or record was written" in err
+    assert [p for p in home.rglob("*") if ".tmp" in p.name] == []
+    assert not list((home / "datasets").rglob("manifest.json"))
+
+
+def test_an_interrupted_run_says_it_kept_its_checkpoint(tmp_path):
+    import typer
+
+    from recbench.cli.app import user_errors
+    from recbench.core.errors import Interrupted
+    from recbench.runner import _interrupted
+
+    work = tmp_path / "KEY.work"
+    assert _interrupted(KeyboardInterrupt(), work).__class__ is KeyboardInterrupt  # nothing kept
+    work.mkdir()
+    (work / "checkpoint.pt").write_bytes(b"x")
+    kept = _interrupted(KeyboardInterrupt(), work)
+    assert isinstance(kept, Interrupted) and str(work) in kept.kept
+
+    probe = typer.Typer()
+
+    @probe.command()
+    @user_errors
+    def train() -> None:
+        raise kept
+
+    result = CliRunner().invoke(probe, [])
+    line = _one_line_error(result, code=130)
+    assert line == (f"interrupted: no partial dataset or record was written; the checkpoint in "
+                    f"{work} was kept: rerun the same command to resume from it")
+
+
+# --- class 19: help that points at what was meant ----------------------------------------------
+
+def test_run_with_a_typo_suggests_the_prepared_dataset_not_a_prepare_command(tmp_path):
+    home = tmp_path / "home"
+    for name in ("mind", "my-shop"):  # a catalog name and a custom `--as` name, both prepared
+        folder = home / "datasets" / name / "recbench-v1" / "tiny"
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text("{}")
+    result = CliRunner().invoke(app, ["run", "-g", "baseline", "-m", "Random", "-d", "mnd",
+                                      "--size", "tiny", "--home", str(home)])
+    line = _one_line_error(result)
+    assert "Did you mean 'mind'" in line and "recbench prepare mnd" not in line
+    assert "Prepared: mind, my-shop" in line
+    shop = CliRunner().invoke(app, ["run", "-g", "baseline", "-m", "Random", "-d", "my-shp",
+                                    "--size", "tiny", "--home", str(home)])
+    assert "Did you mean 'my-shop'" in _one_line_error(shop)
+
+
+def test_an_amazon_typo_is_not_a_new_dataset(tmp_path):
+    from recbench.core.errors import UnknownNameError
+    from recbench.data.catalog import get_spec
+
+    p5 = tmp_path / "p5"
+    p5.mkdir()
+    (p5 / "sequential_data.txt").write_text("1 1 2 3 4 5\n2 2 3 4 5 6\n")
+    home = tmp_path / "home"
+    result = CliRunner().invoke(app, ["prepare", "amazon-beuty", "--raw", str(p5),
+                                      "--home", str(home)])
+    line = _one_line_error(result)
+    assert "unknown dataset 'amazon-beuty'" in line and "Did you mean 'amazon-beauty'" in line
+    assert "-o category=NAME" in line
+    assert not (home / "datasets").exists()
+    # every published category still works, and an unlisted one is an explicit choice
+    assert get_spec("amazon-video-games").options == {"category": "Video_Games"}
+    assert get_spec("amazon-cds-and-vinyl").options == {"category": "CDs_and_Vinyl"}
+    assert get_spec("amazon-my-cat", {"category": "My_Cat"}).options == {"category": "My_Cat"}
+    with pytest.raises(UnknownNameError):
+        get_spec("amazon-my-cat")
