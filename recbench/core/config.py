@@ -9,13 +9,23 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from recbench.core.errors import ConfigError
+from recbench.core.errors import ConfigError, quote
 from recbench.core.hashing import stable_hash
+
+# Bounded field types: every numeric setting of every config declares its range (a test walks
+# the registry to check), so `--set epochs=-1` fails in `resolve`, before any data loads.
+Count = Annotated[int, Field(ge=1)]  # sizes, widths, layers, epochs, samples
+NonNegativeInt = Annotated[int, Field(ge=0)]  # patience, warm-up rows, a seed
+PositiveFloat = Annotated[float, Field(gt=0)]  # learning rates, scales, clipping norms
+NonNegativeFloat = Annotated[float, Field(ge=0)]  # weight decay, loss weights
+Probability = Annotated[float, Field(ge=0, le=1)]
+Dropout = Annotated[float, Field(ge=0, lt=1)]  # 1 would zero every activation
+Widths = tuple[Count, ...]  # hidden layer widths (empty: no layers)
 
 
 class ClosedConfig(BaseModel):
@@ -24,15 +34,23 @@ class ClosedConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
 
+MAX_THREADS = 1024  # an upper bound for any thread-count setting (a typo guard)
+
+
 class EvalConfig(ClosedConfig):
     """How a run is evaluated and timed (shared by every model)."""
 
-    eval_batch_size: int = 256
-    latency_samples: int = 1000
-    latency_warmup: int = 20
-    latency_threads: int = 1
+    eval_batch_size: Count = 256
+    latency_samples: Count = 1000
+    latency_warmup: NonNegativeInt = 20
+    latency_threads: int = Field(1, ge=1, le=MAX_THREADS)
+    # Training runs at this many torch/BLAS threads (pinned before `fit`; part of the key, since
+    # the float reduction order, hence the result, depends on it). 1 by measurement: on this
+    # project's 2-core machines DCNv2 trained 3-6x faster at 1 than at 2 threads while another
+    # process was busy, and bit-identically run to run (see README "Running").
+    train_threads: int = Field(1, ge=1, le=MAX_THREADS)
     exclude_history: bool = False  # full-ranking: mask history items (off: repeats may recur)
-    topk: int = 20
+    topk: Count = 20
 
 
 def load_yaml(path: Path | None) -> dict[str, Any]:
@@ -41,9 +59,15 @@ def load_yaml(path: Path | None) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"--config {path}: file not found")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"--config {path}: not a UTF-8 text file (byte {exc.start}); expected "
+                          "a YAML mapping of key: value") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise ConfigError(f"--config {path}: not valid YAML "
+                          f"({quote(str(exc).splitlines()[0] if str(exc) else exc)})") from None
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: cannot be read ({exc.strerror})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of key: value")
     return data
@@ -78,7 +102,9 @@ def resolve(configs: dict[str, type[ClosedConfig]], *layers: dict[str, Any]
         except ValidationError as exc:
             err = exc.errors()[0]
             loc = ".".join(str(p) for p in err["loc"])
-            raise ConfigError(f"setting {loc!r}: {err['msg']} (got {err.get('input')!r})") from None
+            got = repr(err.get("input"))
+            got = got if len(got) <= 80 else got[:77] + "..."
+            raise ConfigError(f"setting {loc!r}: {err['msg']} (got {got})") from None
     return out
 
 

@@ -1,12 +1,44 @@
-"""The hardware fingerprint stored with every result (numbers are only comparable on like)."""
+"""The hardware fingerprint stored with every result (numbers are only comparable on like),
+and the one place a process's compute threads are pinned."""
 
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import sys
 
 import psutil
+
+# Read by OpenMP/BLAS when a library first loads (and inherited by any worker process).
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def pin_threads(n: int) -> None:
+    """Give torch, OpenMP and BLAS exactly `n` compute threads in this process, from now on.
+
+    Training pins `n` = the run's `train_threads` before it starts: a result that depends on the
+    reduction order must be computed at one fixed thread count, and a run must not take every
+    core from the runs beside it. The environment variables cover libraries loaded later,
+    threadpoolctl the BLAS/OpenMP pools already loaded, and torch its intra-op pool. Never
+    imports torch (a CLI path without it stays light).
+
+    Args:
+        n: threads, at least 1.
+
+    Raises:
+        ValueError: `n` is below 1.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"pin_threads: a thread count is an integer >= 1 (got {n!r})")
+    for var in THREAD_VARS:
+        os.environ[var] = str(n)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n)  # not used as a context: the limit stays for the process
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
 
 
 def cpu_model() -> str:

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from torch import nn
 
 from recbench import metrics
+from recbench.core.config import Count, PositiveFloat
 from recbench.items import IdTable, ItemTable, PretrainedTable, TextTable, training_items
 from recbench.models.base import Recommender, TaskData
 from recbench.training.loop import TrainConfig, describe, train
@@ -48,12 +49,12 @@ class ItemsConfig(TrainConfig):
     """How items are represented (see recbench.items) and the model width."""
 
     items: Literal["id", "text", "embedding"] = "id"
-    dim: int = 64
+    dim: Count = 64
     encoder: str = "minilm-l6"  # for items="embedding": an alias, hub id or local path
     pooling: Literal["mean", "max", "last", "eol"] = "mean"
-    pca_dim: int | None = None  # reduce encoder vectors (fitted on training items only)
+    pca_dim: Count | None = None  # reduce encoder vectors (fitted on training items only)
     freeze_items: bool = False
-    text_max_words: int = 32
+    text_max_words: Count = 32
 
 
 def build_items(cfg: ItemsConfig, data: TaskData, ctx) -> ItemTable:
@@ -105,8 +106,8 @@ def _batches(n: int, size: int, rng: np.random.Generator | None):
 # --- CTR ------------------------------------------------------------------------------------
 
 class CTRConfig(ItemsConfig):
-    batch_size: int = 5000  # RecBench §4.3 for deep CTR models
-    lr: float = 1e-3
+    batch_size: Count = 5000  # RecBench §4.3 for deep CTR models
+    lr: PositiveFloat = 1e-3
 
 
 class CTRNet(nn.Module):
@@ -174,7 +175,7 @@ class TorchCTR(Recommender):
             return metrics.gauc(valid["user_id"].to_numpy(), valid["label"].to_numpy(), scores)
 
         self.result = train(self.net, batches, loss_fn, validate, cfg, self.ctx,
-                            n_batches=lambda _e: -(-n // cfg.batch_size))
+                            n_batches=lambda _e: -(-n // cfg.batch_size), rng=rng)
         self.net.eval()
 
     @torch.no_grad()
@@ -193,9 +194,9 @@ class TorchCTR(Recommender):
 # --- SeqRec ---------------------------------------------------------------------------------
 
 class SeqConfig(ItemsConfig):
-    batch_size: int = 256
-    lr: float = 1e-3
-    max_len: int = MAX_HISTORY
+    batch_size: Count = 256
+    lr: PositiveFloat = 1e-3
+    max_len: Count = MAX_HISTORY
 
 
 class TorchSeq(Recommender):
@@ -254,7 +255,7 @@ class TorchSeq(Recommender):
             return metrics.valid_ndcg10(self.score_items(valid), valid["target"].to_numpy())
 
         self.result = train(self.module, batches, self.loss, validate, cfg, self.ctx,
-                            n_batches=lambda _e: -(-n // cfg.batch_size))
+                            n_batches=lambda _e: -(-n // cfg.batch_size), rng=rng)
         self.module.eval()
 
     @torch.no_grad()

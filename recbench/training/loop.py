@@ -2,43 +2,65 @@
 weights restored, and a checkpoint after every epoch so a killed run resumes where it stopped.
 
 Models supply three callables (batches, loss, validation score); the loop owns the optimiser,
-devices (through Accelerate), seeding, progress and checkpoints.
+devices (through Accelerate), seeding, determinism, progress and checkpoints.
+
+A resumed run is the run it claims to be: the checkpoint holds, besides weights and optimiser
+state, every random state the next epoch draws from (torch's CPU and CUDA generators, numpy's
+and Python's global ones, and the generator `batches` shuffles with), so the epochs after a
+resume see the same batches and dropout masks as an uninterrupted run, and end with the same
+weights. Checkpoints hold only tensors and plain containers and load with
+`torch.load(weights_only=True)`: a planted file cannot run code. One that does not load that
+way (truncated, damaged, a pickle payload, an older format without the random states) is
+removed with a warning and training starts from the first epoch, which, training being
+deterministic, ends where the uninterrupted run would have.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+import os
 import pickle
+import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from recbench.core.config import ClosedConfig
+from recbench.core.config import (
+    ClosedConfig,
+    Count,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+)
 from recbench.core.progress import Reporter
 from recbench.models.base import RunContext
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_KEYS = {"model", "optimizer", "epoch", "best", "best_epoch", "best_state", "history"}
+CHECKPOINT_FORMAT = 2  # 2: with the random states (format 1 had none: not resumable exactly)
+CHECKPOINT_KEYS = {"format", "model", "optimizer", "epoch", "best", "best_epoch", "best_state",
+                   "history", "rng"}
 MIN_STEPS = 4  # fewer optimiser steps an epoch than this: warn (small data, large batch)
 
 
 class TrainConfig(ClosedConfig):
     """Optimisation settings shared by learned models (defaults follow RecBench §4.3)."""
 
-    epochs: int = 20
-    lr: float = 1e-3
-    batch_size: int = 512
-    weight_decay: float = 0.0
-    patience: int = 3  # epochs without validation improvement before stopping
-    max_steps_per_epoch: int | None = None
-    grad_clip: float | None = 5.0
+    epochs: Count = 20
+    lr: PositiveFloat = 1e-3
+    batch_size: Count = 512
+    weight_decay: NonNegativeFloat = 0.0
+    patience: NonNegativeInt = 3  # epochs without validation improvement before stopping
+    max_steps_per_epoch: Count | None = None
+    grad_clip: PositiveFloat | None = 5.0  # None: no clipping
 
 
 @dataclass
@@ -60,6 +82,7 @@ def train(
     ctx: RunContext,
     n_batches: Callable[[int], int] | None = None,
     params: Iterable[nn.Parameter] | None = None,
+    rng: np.random.Generator | None = None,
 ) -> TrainResult:
     """Train `module` in place; on return it holds the weights of the best validation epoch.
 
@@ -72,7 +95,30 @@ def train(
         ctx: run context (seed, device, work_dir for checkpoints, smoke mode, reporter).
         n_batches: epoch -> number of batches (for progress bars).
         params: the parameters to optimise (default: all that require grad).
+        rng: the generator `batches` shuffles with; its state is checkpointed with the others,
+            so a resumed run draws the batches the uninterrupted run would have.
     """
+    with deterministic_algorithms(ctx.device):
+        return _train(module, batches, loss_fn, validate, cfg, ctx, n_batches, params, rng)
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(device: str = "cpu"):
+    """Torch's deterministic kernels for the block (a warning, not an error, for an op that has
+    none), restoring the previous setting after: the same key must give the same numbers."""
+    if device.startswith("cuda"):
+        # cuBLAS is deterministic only with a fixed workspace; read when its handle is made
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    before = (torch.are_deterministic_algorithms_enabled(),
+              torch.is_deterministic_algorithms_warn_only_enabled())
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+
+
+def _train(module, batches, loss_fn, validate, cfg, ctx, n_batches, params, rng) -> TrainResult:
     from accelerate import Accelerator
 
     reporter: Reporter = ctx.extra.get("reporter") or Reporter()
@@ -88,12 +134,14 @@ def train(
     start_epoch, best, best_epoch, best_state, history = 0, float("-inf"), -1, None, []
     resumed, prior_seconds = None, 0.0
     ckpt = Path(ctx.work_dir) / CHECKPOINT if ctx.work_dir else None
-    state = _readable_checkpoint(ckpt, reporter) if ckpt is not None and ckpt.exists() else None
+    state = (_readable_checkpoint(ckpt, reporter, accelerator.unwrap_model(module), rng)
+             if ckpt is not None and ckpt.exists() else None)
     if state is not None:
         accelerator.unwrap_model(module).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, best, best_epoch = state["epoch"] + 1, state["best"], state["best_epoch"]
         best_state, history = state["best_state"], state["history"]
+        set_random_state(state["rng"], rng)
         resumed = start_epoch
         prior_seconds = sum(h.get("seconds", 0.0) for h in history)
         log.info("resumed from %s at epoch %d (best %.4f)", ckpt, start_epoch, best)
@@ -140,22 +188,41 @@ def train(
             best, best_epoch = score, epoch
             best_state = copy.deepcopy(accelerator.unwrap_model(module).state_dict())
         if ckpt is not None:
-            _save(ckpt, accelerator.unwrap_model(module), optimizer, epoch, best, best_epoch,
-                  best_state, history)
+            _save(ckpt, {"format": CHECKPOINT_FORMAT,
+                         "model": accelerator.unwrap_model(module).state_dict(),
+                         "optimizer": optimizer.state_dict(), "epoch": epoch, "best": best,
+                         "best_epoch": best_epoch, "best_state": best_state,
+                         "history": history, "rng": random_state(rng)})
     if best_state is not None:
         accelerator.unwrap_model(module).load_state_dict(best_state)
     return TrainResult(best, best_epoch + 1, len(history), history, resumed, prior_seconds)
 
 
-def _readable_checkpoint(path: Path, reporter: Reporter) -> dict | None:
-    """The checkpoint at `path`, or None (the file removed, with a warning) if it is truncated
-    or damaged: a run killed mid-write must not block its key, it trains from the start."""
+def _readable_checkpoint(path: Path, reporter: Reporter, module: nn.Module,
+                         rng: np.random.Generator | None) -> dict | None:
+    """The checkpoint at `path`, or None (the file removed, with a warning) if it is truncated,
+    damaged, not tensors and plain containers only, or of an older format: a run killed
+    mid-write must not block its key, and a planted pickle must not run; it trains from the
+    start."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: only tensors and plain containers are rebuilt; any other global in the
+        # pickle (a planted payload's callable) is refused before it is called
+        state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or not state.keys() >= CHECKPOINT_KEYS:
             raise ValueError("not a recbench checkpoint")
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
-        message = (f"discarding the damaged checkpoint {path} ({exc.__class__.__name__}); "
+        if state["format"] != CHECKPOINT_FORMAT:
+            raise ValueError(f"checkpoint format {state['format']!r}, not {CHECKPOINT_FORMAT}")
+        own = module.state_dict()
+        saved = state["model"]
+        if not isinstance(saved, dict) or saved.keys() != own.keys() or any(
+                not isinstance(saved[k], torch.Tensor) or saved[k].shape != own[k].shape
+                for k in own):
+            raise ValueError("its weights are not this model's")
+        if rng is not None and not isinstance(state["rng"].get("batches"), dict):
+            raise ValueError("it holds no state of the batch generator")
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError,
+            pickle.UnpicklingError) as exc:
+        message = (f"discarding the unusable checkpoint {path} ({exc.__class__.__name__}); "
                    "training starts from the first epoch")
         log.warning(message)
         reporter.stage(f"[yellow]note:[/] {message}")
@@ -164,13 +231,58 @@ def _readable_checkpoint(path: Path, reporter: Reporter) -> dict | None:
     return state
 
 
-def _save(path: Path, module, optimizer, epoch, best, best_epoch, best_state, history) -> None:
+def _save(path: Path, state: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": module.state_dict(), "optimizer": optimizer.state_dict(),
-                "epoch": epoch, "best": best, "best_epoch": best_epoch,
-                "best_state": best_state, "history": history}, tmp)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # never another process's temp file
+    torch.save(state, tmp)
     tmp.replace(path)
+
+
+def random_state(rng: np.random.Generator | None = None) -> dict[str, Any]:
+    """Every random state training draws from, as tensors and plain containers (what
+    `torch.load(weights_only=True)` reads back)."""
+    numpy_global = np.random.get_state(legacy=False)  # noqa: NPY002 - saved for third-party code
+    version, internal, gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+        "numpy": {"key": torch.from_numpy(numpy_global["state"]["key"].astype(np.int64)),
+                  "pos": int(numpy_global["state"]["pos"]),
+                  "has_gauss": int(numpy_global["has_gauss"]),
+                  "gauss": float(numpy_global["gauss"])},
+        "python": [version, list(internal), gauss],
+        "batches": None,
+    }
+    if rng is not None:
+        state["batches"] = _plain(rng.bit_generator.state)
+    return state
+
+
+def set_random_state(state: dict[str, Any], rng: np.random.Generator | None = None) -> None:
+    """Restore what `random_state` saved (and `rng`'s state, if it was saved with one)."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    saved = state["numpy"]
+    np.random.set_state({  # noqa: NPY002
+        "bit_generator": "MT19937",
+        "state": {"key": saved["key"].numpy().astype(np.uint32), "pos": saved["pos"]},
+        "has_gauss": saved["has_gauss"], "gauss": saved["gauss"]})
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if rng is not None:
+        rng.bit_generator.state = state["batches"]
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays inside a bit generator's state, as Python ints and lists."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 def describe(result: TrainResult) -> dict[str, Any]:

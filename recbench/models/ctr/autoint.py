@@ -11,20 +11,21 @@ from __future__ import annotations
 
 from torch import nn
 
+from recbench.core.config import Count, Dropout, Widths
 from recbench.models.ctr.base import DeepCTR, DeepCTRConfig, stack, with_items
 from recbench.models.layers.attention import InteractingLayer
 from recbench.models.layers.mlp import MLP
 
 
 class AutoIntConfig(DeepCTRConfig):
-    attention_layers: int = 3  # the paper's default (§5.1)
-    heads: int = 2
-    attention_dim: int = 64  # total over heads (2 heads × d' = 32, the paper's setting)
+    attention_layers: Count = 3  # the paper's default (§5.1)
+    heads: Count = 2
+    attention_dim: Count = 64  # total over heads (2 heads × d' = 32, the paper's setting)
     residual: bool = True
     scaled: bool = False  # the paper's attention has no 1/sqrt(d) scaling
     layer_norm: bool = True  # not in the paper; see recbench.models.ctr.base
-    attention_dropout: float = 0.0
-    dnn_hidden: tuple[int, ...] = ()  # AutoInt+: e.g. (256, 128, 64)
+    attention_dropout: Dropout = 0.0
+    dnn_hidden: Widths = ()  # AutoInt+: e.g. (256, 128, 64)
 
 
 class AutoIntInteraction(nn.Module):

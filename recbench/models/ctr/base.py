@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import create_model
 
+from recbench.core.config import Count, Dropout, NonNegativeInt
 from recbench.models.base import TaskData
 from recbench.models.ctr.batch_one import batch_one_scorer
 from recbench.models.layers.mlp import fold_for_inference
@@ -61,10 +62,10 @@ def auto_batch_size(n_train: int) -> int:
 class DeepCTRConfig(CTRConfig):
     """Training settings shared by the deep CTR models (lr 1e-3 as in RecBench §4.3)."""
 
-    batch_size: int | None = None  # None: auto_batch_size(n_train) (5000 at the paper's scale)
-    epochs: int = 50
-    patience: int = 10
-    dropout: float = 0.1
+    batch_size: Count | None = None  # None: auto_batch_size(n_train) (5000 at the paper's scale)
+    epochs: Count = 50
+    patience: NonNegativeInt = 10
+    dropout: Dropout = 0.1
 
 
 class DeepCTR(TorchCTR):

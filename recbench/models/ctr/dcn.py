@@ -11,14 +11,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from recbench.core.config import Count, Widths
 from recbench.models.ctr.base import Activation, DeepCTR, DeepCTRConfig, concat, with_items
 from recbench.models.layers.cross import CrossNet
 from recbench.models.layers.mlp import MLP
 
 
 class DCNConfig(DeepCTRConfig):
-    cross_layers: int = 3
-    hidden: tuple[int, ...] = (256, 128, 64)
+    cross_layers: Count = 3
+    hidden: Widths = (256, 128, 64)
     activation: Activation = "relu"
     batch_norm: bool = True
 

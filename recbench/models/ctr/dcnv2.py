@@ -16,6 +16,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from recbench.core.config import Count, Widths
 from recbench.models.ctr.base import Activation, DeepCTR, DeepCTRConfig, concat, with_items
 from recbench.models.layers.cross import CrossNetV2
 from recbench.models.layers.mlp import MLP
@@ -23,10 +24,10 @@ from recbench.models.layers.mlp import MLP
 
 class DCNv2Config(DeepCTRConfig):
     structure: Literal["parallel", "stacked", "stacked_parallel", "crossnet_only"] = "parallel"
-    cross_layers: int = 3
-    low_rank: int | None = None  # r of the low-rank mixture; None: full-rank W_l
-    experts: int = 4  # K experts of the low-rank mixture
-    hidden: tuple[int, ...] = (256, 128, 64)
+    cross_layers: Count = 3
+    low_rank: Count | None = None  # r of the low-rank mixture; None: full-rank W_l
+    experts: Count = 4  # K experts of the low-rank mixture
+    hidden: Widths = (256, 128, 64)
     activation: Activation = "relu"
     batch_norm: bool = True
 

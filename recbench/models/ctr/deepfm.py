@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from torch import nn
 
+from recbench.core.config import Widths
 from recbench.models.ctr.base import Activation, DeepCTR, DeepCTRConfig, stack, with_items
 from recbench.models.layers.mlp import MLP
 from recbench.models.layers.product import FMInteraction
 
 
 class DeepFMConfig(DeepCTRConfig):
-    hidden: tuple[int, ...] = (256, 128, 64)
+    hidden: Widths = (256, 128, 64)
     activation: Activation = "relu"
     batch_norm: bool = True
 

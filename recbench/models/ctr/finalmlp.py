@@ -15,6 +15,7 @@ from typing import Literal
 
 from torch import nn
 
+from recbench.core.config import Count, Dropout, Widths
 from recbench.models.ctr.base import DeepCTR, DeepCTRConfig, concat, with_items
 from recbench.models.layers.two_stream import TwoStreamMLP
 
@@ -22,16 +23,16 @@ Context = Literal["user", "item", "none"]
 
 
 class FinalMLPConfig(DeepCTRConfig):
-    mlp1_hidden: tuple[int, ...] = (256, 256, 256)
-    mlp2_hidden: tuple[int, ...] = (256,)
-    mlp1_dropout: float | None = None  # None: `dropout`
-    mlp2_dropout: float | None = None
+    mlp1_hidden: Widths = (256, 256, 256)
+    mlp2_hidden: Widths = (256,)
+    mlp1_dropout: Dropout | None = None  # None: `dropout`
+    mlp2_dropout: Dropout | None = None
     batch_norm: bool = True
     feature_selection: bool = True
-    fs_hidden: tuple[int, ...] = (64,)
+    fs_hidden: Widths = (64,)
     context1: Context = "user"
     context2: Context = "item"
-    heads: int = 4  # multi-head bilinear fusion; must divide both stream widths
+    heads: Count = 4  # multi-head bilinear fusion; must divide both stream widths
 
 
 class FinalMLPInteraction(nn.Module):

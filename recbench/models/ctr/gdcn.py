@@ -14,6 +14,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from recbench.core.config import Count, Widths
 from recbench.models.ctr.base import Activation, DeepCTR, DeepCTRConfig, concat, with_items
 from recbench.models.layers.cross import GatedCrossNet
 from recbench.models.layers.mlp import MLP
@@ -21,8 +22,8 @@ from recbench.models.layers.mlp import MLP
 
 class GDCNConfig(DeepCTRConfig):
     structure: Literal["parallel", "stacked"] = "parallel"
-    cross_layers: int = 3
-    hidden: tuple[int, ...] = (256, 128, 64)
+    cross_layers: Count = 3
+    hidden: Widths = (256, 128, 64)
     activation: Activation = "relu"
     batch_norm: bool = True
 

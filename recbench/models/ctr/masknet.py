@@ -15,6 +15,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from recbench.core.config import Count, PositiveFloat, Widths
 from recbench.models.ctr.base import DeepCTR, DeepCTRConfig, concat, with_items
 from recbench.models.layers.mask import MaskBlock
 from recbench.models.layers.mlp import MLP
@@ -22,11 +23,11 @@ from recbench.models.layers.mlp import MLP
 
 class MaskNetConfig(DeepCTRConfig):
     structure: Literal["parallel", "serial"] = "parallel"
-    blocks: int = 3  # ParaMaskNet: number of parallel MaskBlocks
-    block_dim: int = 64  # ParaMaskNet: output width of each block
-    serial_dims: tuple[int, ...] = (128, 128, 128)  # SerMaskNet: output width of each block
-    reduction_ratio: float = 2.0
-    hidden: tuple[int, ...] = (256, 128)  # ParaMaskNet's feed-forward layers after the blocks
+    blocks: Count = 3  # ParaMaskNet: number of parallel MaskBlocks
+    block_dim: Count = 64  # ParaMaskNet: output width of each block
+    serial_dims: Widths = (128, 128, 128)  # SerMaskNet: output width of each block
+    reduction_ratio: PositiveFloat = 2.0
+    hidden: Widths = (256, 128)  # ParaMaskNet's feed-forward layers after the blocks
     embedding_norm: bool = True  # LN-EMB
 
 

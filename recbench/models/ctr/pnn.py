@@ -14,6 +14,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from recbench.core.config import Count, Widths
 from recbench.models.ctr.base import Activation, DeepCTR, DeepCTRConfig, stack, with_items
 from recbench.models.layers.mlp import MLP
 from recbench.models.layers.product import InnerProduct, OuterProduct
@@ -21,8 +22,8 @@ from recbench.models.layers.product import InnerProduct, OuterProduct
 
 class PNNConfig(DeepCTRConfig):
     product: Literal["inner", "outer", "both"] = "inner"
-    outer_units: int = 16  # D1 product units of the OPNN layer
-    hidden: tuple[int, ...] = (256, 128, 64)
+    outer_units: Count = 16  # D1 product units of the OPNN layer
+    hidden: Widths = (256, 128, 64)
     activation: Activation = "relu"
     batch_norm: bool = True
 

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from recbench import metrics
+from recbench.core.config import Count, Dropout, PositiveFloat
 from recbench.core.errors import RecbenchError
 from recbench.items import training_items
 from recbench.models.base import Recommender, RunContext, TaskData
@@ -50,19 +51,19 @@ class P5Config(TrainConfig):
     """A P5 construction around one backbone (an alias, hub id or local path)."""
 
     backbone: str = "minilm-l6"
-    lr: float = 1e-4
-    batch_size: int = 64
-    lora_r: int = 32
-    lora_alpha: int = 128
-    lora_dropout: float = 0.0
+    lr: PositiveFloat = 1e-4
+    batch_size: Count = 64
+    lora_r: Count = 32
+    lora_alpha: Count = 128
+    lora_dropout: Dropout = 0.0
     lora_targets: list[str] | None = None  # None: peft's default (attention query/value)
-    max_history: int = 20
-    infer_batch_size: int = 32
+    max_history: Count = 20
+    infer_batch_size: Count = 32
     trust_remote_code: bool = False  # opt in to a checkpoint's own modelling code (catalog)
 
 
 class P5SeqConfig(P5Config):
-    lora_r: int = 128  # RecBench §4.3: r = α = 128 for list-wise recommendation
+    lora_r: Count = 128  # RecBench §4.3: r = α = 128 for list-wise recommendation
 
 
 class P5Net(nn.Module):
@@ -269,7 +270,7 @@ class _P5(Recommender):
 
         self.result = train(self.net, batches, self.loss, self.validate(valid), cfg, self.ctx,
                             n_batches=lambda _e: -(-n // cfg.batch_size),
-                            params=[p for p in self.net.parameters() if p.requires_grad])
+                            params=[p for p in self.net.parameters() if p.requires_grad], rng=rng)
         self.net.merge()
         self.net.eval()
 

@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from recbench import metrics
+from recbench.core.config import Count
 from recbench.core.errors import DataError
 from recbench.items.semantic_ids import SemanticIDs, SIDConfig, semantic_ids
 from recbench.models.base import RunContext, TaskData
@@ -137,9 +138,9 @@ class SIDSeqConfig(P5SeqConfig, SIDConfig):
     """Group J: LoRA r=α=128, beam search over code levels, with or without the trie."""
 
     cbs: bool = True  # conditional beam search: only prefixes of real items (RecBench §3.2)
-    beam: int = 20
+    beam: Count = 20
     decoding: Literal["kv-cache", "recompute"] = "kv-cache"  # decoders; encoders recompute
-    decode_batch_size: int = 8  # users per beam search: each forward runs users x beam rows
+    decode_batch_size: Count = 8  # users per beam search: each forward runs users x beam rows
 
 
 SID_NOTE_KEYS = ("collision_rate_before", "collision_rate_after", "strategy_used",

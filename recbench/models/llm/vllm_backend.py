@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from recbench.core.config import ClosedConfig
+from recbench.core.config import ClosedConfig, NonNegativeInt
 from recbench.core.errors import RecbenchError
 from recbench.models.llm.openai_backend import LogprobStats, Prompt, yes_probability
 
@@ -51,7 +51,7 @@ class VLLMConfig(ClosedConfig):
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
     max_model_len: int | None = Field(None, ge=1)
     top_logprobs: int = Field(20, ge=1)
-    seed: int = 0
+    seed: NonNegativeInt = 0
     trust_remote_code: bool = False
 
 

@@ -27,6 +27,7 @@ from pydantic import create_model
 from torch import nn
 
 from recbench import metrics
+from recbench.core.config import Count, Dropout, NonNegativeInt, PositiveFloat
 from recbench.models.base import TaskData
 from recbench.models.torch_base import (
     SeqConfig,
@@ -42,14 +43,14 @@ from recbench.training.loop import train
 class SeqModelConfig(SeqConfig):
     """Training settings shared by the neural sequential models (lr 1e-3, RecBench §4.3)."""
 
-    epochs: int = 200
-    patience: int = 10  # epochs are cheap (one pass over the training users)
-    dropout: float = 0.2
-    sampled_softmax: int | None = None  # k uniform negatives instead of the full softmax
+    epochs: Count = 200
+    patience: NonNegativeInt = 10  # epochs are cheap (one pass over the training users)
+    dropout: Dropout = 0.2
+    sampled_softmax: Count | None = None  # k uniform negatives instead of the full softmax
     # items="embedding": scale the encoder's (PCA-reduced) vectors by one factor to this std,
     # the ID table's initial scale; the geometry is kept, but logits start near zero rather
     # than at +-30 (None: as they come)
-    embedding_std: float | None = 0.02
+    embedding_std: PositiveFloat | None = 0.02
 
 
 class SeqModel(TorchSeq):
@@ -96,7 +97,7 @@ class SeqModel(TorchSeq):
             return metrics.valid_ndcg10(self.score_items(valid), valid["target"].to_numpy())
 
         self.result = train(self.module, batches, self.loss, validate, cfg, self.ctx,
-                            n_batches=lambda _e: -(-n // cfg.batch_size))
+                            n_batches=lambda _e: -(-n // cfg.batch_size), rng=rng)
         self.module.eval()
         with torch.no_grad():  # trained: every item's vector once, not at every scoring call
             self.frozen_items_t = self.item_matrix().T.contiguous()
@@ -159,7 +160,7 @@ def with_embeddings(model: type[SeqModel], pca_dim: int = 64) -> type[SeqModel]:
     name = f"LLM2{model.__name__}"
     config = create_model(f"{name}Config", __base__=model.Config, __module__=model.__module__,
                           items=(Literal["embedding"], "embedding"),
-                          pca_dim=(int | None, pca_dim))
+                          pca_dim=(Count | None, pca_dim))
     return type(name, (model,), {
         "Config": config, "__module__": model.__module__, "__qualname__": name,
         "__doc__": f"LLM2{model.paper_name} (paper 002 §5.2): {model.__doc__}"})

@@ -21,17 +21,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from recbench.core.config import Count, Dropout, Probability
 from recbench.items import ItemTable
 from recbench.models.layers.attention import TransformerBlock, attention_mask
 from recbench.models.seq.base import SeqModel, SeqModelConfig, with_embeddings
 
 
 class BERT4RecConfig(SeqModelConfig):
-    n_layers: int = 2  # the paper's L = 2, h = 2
-    heads: int = 2
-    dropout: float = 0.1
-    mask_prob: float = 0.2  # ρ; the paper tunes 0.2 (dense) .. 0.6 (sparse)
-    last_only_prob: float = 0.1
+    n_layers: Count = 2  # the paper's L = 2, h = 2
+    heads: Count = 2
+    dropout: Dropout = 0.1
+    mask_prob: Probability = 0.2  # ρ; the paper tunes 0.2 (dense) .. 0.6 (sparse)
+    last_only_prob: Probability = 0.1
 
 
 def cloze_mask(seq: torch.Tensor, mask_prob: float, last_only_prob: float, mask_id: int,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from recbench.core.config import Count, Dropout, PositiveFloat
 from recbench.items import ItemTable
 from recbench.models.seq.base import SeqModel, SeqModelConfig, with_embeddings
 
@@ -25,10 +26,10 @@ class GRU4RecConfig(SeqModelConfig):
     # 1e-2, not RecBench's 1e-3: at 1e-3 the GRU sits on the popularity plateau past the
     # early-stopping patience (synthetic small: NDCG@10 0.075 vs 0.20 after 4 epochs at 1e-2);
     # the original GRU4Rec also trains at 0.01-0.1.
-    lr: float = 1e-2
-    hidden: int = 64
-    n_layers: int = 1
-    dropout: float = 0.2
+    lr: PositiveFloat = 1e-2
+    hidden: Count = 64
+    n_layers: Count = 1
+    dropout: Dropout = 0.2
     scale_embeddings: bool = True  # √d · v, as SASRec: small initial vectors stall the GRU
 
 

@@ -21,14 +21,15 @@ import torch
 from pydantic import create_model
 from torch import nn
 
+from recbench.core.config import Count
 from recbench.items import ItemTable
 from recbench.models.layers.attention import TransformerBlock, attention_mask
 from recbench.models.seq.base import SeqModel, SeqModelConfig, with_embeddings
 
 
 class SASRecConfig(SeqModelConfig):
-    n_layers: int = 2  # the original paper's default; RecBench runs 3, 6, 12 and 24
-    heads: int = 2
+    n_layers: Count = 2  # the original paper's default; RecBench runs 3, 6, 12 and 24
+    heads: Count = 2
     scale_embeddings: bool = True  # √d · v (the reference implementation)
 
 

@@ -42,6 +42,7 @@ from pydantic import create_model
 from torch import nn
 
 from recbench import metrics
+from recbench.core.config import Count, Dropout, NonNegativeInt, PositiveFloat
 from recbench.core.errors import DataError
 from recbench.items.semantic_ids import SemanticIDs, SIDConfig, semantic_ids
 from recbench.models.base import Recommender, TaskData
@@ -60,20 +61,20 @@ from recbench.training.loop import TrainConfig, describe, train
 class SIDSASRecConfig(TrainConfig, SIDConfig):
     """Group H: SASRec's settings (group G's lr 1e-3, batch 256) + the tokenizer + decoding."""
 
-    epochs: int = 200
-    patience: int = 10
-    batch_size: int = 256
-    lr: float = 1e-3
-    dim: int = 64
-    max_len: int = MAX_HISTORY  # items of history (each L tokens)
-    dropout: float = 0.2
-    n_layers: int = 2
-    heads: int = 2
+    epochs: Count = 200
+    patience: NonNegativeInt = 10
+    batch_size: Count = 256
+    lr: PositiveFloat = 1e-3
+    dim: Count = 64
+    max_len: Count = MAX_HISTORY  # items of history (each L tokens)
+    dropout: Dropout = 0.2
+    n_layers: Count = 2
+    heads: Count = 2
     scale_embeddings: bool = True  # √d · e, as SASRec
-    beam: int = 20  # beams kept per user = items returned (>= the evaluator's top-k)
+    beam: Count = 20  # beams kept per user = items returned (>= the evaluator's top-k)
     cbs: bool = False  # conditional beam search: only prefixes of real items
     decoding: Literal["kv-cache", "recompute"] = "kv-cache"
-    infer_batch_size: int = 256  # users per beam search (each step runs users x beam rows)
+    infer_batch_size: Count = 256  # users per beam search (each step runs users x beam rows)
 
 
 class SIDSASRecEncoder(nn.Module):
@@ -245,7 +246,7 @@ class SIDSASRec(Recommender):
             return metrics.valid_ndcg10(scores, valid["target"].to_numpy())
 
         self.result = train(self.module, batches, self.loss, validate, cfg, self.ctx,
-                            n_batches=lambda _e: -(-n // cfg.batch_size))
+                            n_batches=lambda _e: -(-n // cfg.batch_size), rng=rng)
         self.module.eval()
         self.stats = {}
 

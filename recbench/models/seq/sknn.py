@@ -37,7 +37,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from recbench.core.config import ClosedConfig
+from recbench.core.config import ClosedConfig, Count
 from recbench.core.errors import ConfigError
 from recbench.models.base import Recommender, TaskData
 
@@ -69,8 +69,8 @@ def newest_unique(items: np.ndarray) -> np.ndarray:
 
 
 class SKNNConfig(ClosedConfig):
-    k: int = 100  # neighbours (the reference's default)
-    sample_size: int = 500  # candidate sessions sampled among those sharing an item
+    k: Count = 100  # neighbours (the reference's default)
+    sample_size: Count = 500  # candidate sessions sampled among those sharing an item
     similarity: Literal["cosine", "dot"] = "cosine"
     decay: Decay = "none"  # V-SKNN: weights of the history's items
     sequential_weighting: bool = False  # S-SKNN
@@ -224,7 +224,7 @@ class SFSKNN(SKNN):
 class SKNNEmbConfig(SKNNConfig):
     encoder: str = "minilm-l6"
     pooling: Literal["mean", "max", "last", "eol"] = "mean"  # token pooling of the encoder
-    pca_dim: int | None = None
+    pca_dim: Count | None = None
     # The history's embedding: its last item's vector (the reference's default), or the mean
     # weighted by `decay`; synthetic small NDCG@10: last 0.204, mean 0.162, quadratic 0.202.
     prompt_combination: Literal["mean", "last"] = "last"
