@@ -450,3 +450,98 @@ def test_corpus_leaves_no_temp_files(tmp_path):
     assert result.exit_code == 2
     assert {p: p.read_bytes() for p in _files(home)} == before
     assert not any(name.startswith(".") for _, _, names in os.walk(home) for name in names)
+
+
+# --- prepared data: verified before a run trusts it (classes 6 and 18) ------------------------
+
+def _run(home: Path, *extra: str):
+    handlers = list(logging.getLogger().handlers)
+    try:
+        return runner.invoke(app, ["run", "-g", "baseline", "-m", "Random", "-d", "synthetic",
+                                   "--size", "tiny", "--home", str(home),
+                                   "--set", "latency_samples=5", *extra])
+    finally:
+        for handler in logging.getLogger().handlers:
+            if handler not in handlers:
+                logging.getLogger().removeHandler(handler)
+
+
+@pytest.fixture(scope="module")
+def prepared_home(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("prepared") / "home"
+    result = runner.invoke(app, ["prepare", "synthetic", "--size", "tiny", "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    return home
+
+
+def _copy_home(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _one_line_error(result, *needles: str) -> str:
+    err = result.stderr
+    assert result.exit_code == 2, (result.exit_code, result.output[-1500:], err[-1500:])
+    assert "Traceback" not in result.output + err
+    assert err.count("\n") == 1, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def test_edited_split_is_refused_with_the_rebuild_command(prepared_home, tmp_path):
+    home = _copy_home(prepared_home, tmp_path / "home")
+    split = next(home.rglob("seq/test.parquet"))
+    frame = pl.read_parquet(split)
+    # The same schema and row count, one target changed: a silent edit the old code recorded.
+    frame.with_columns(pl.col("target").shift(1, fill_value=0)).write_parquet(split)
+    err = _one_line_error(_run(home, "--task", "seq"), "changed after it was prepared",
+                          "recbench prepare synthetic")
+    assert "--size tiny" in err and "--force" in err
+    results = home / "results"
+    assert not results.exists() or not list(results.rglob("*.json"))  # nothing was recorded
+
+
+def test_unedited_dataset_runs(prepared_home, tmp_path):
+    home = _copy_home(prepared_home, tmp_path / "home")
+    result = _run(home, "--task", "seq")
+    assert result.exit_code == 0, result.output[-2000:]
+
+
+@pytest.mark.parametrize("target", ["seq/test.parquet", "items.parquet", "manifest.json"])
+def test_damaged_prepared_file_is_one_line(prepared_home, tmp_path, target):
+    home = _copy_home(prepared_home, tmp_path / "home")
+    path = next(p for p in home.rglob("*") if p.as_posix().endswith(target))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    _one_line_error(_run(home, "--task", "seq"), "damaged", "rebuild with `recbench prepare "
+                    "synthetic")
+
+
+def test_damaged_split_without_manifest_check(prepared_home, tmp_path):
+    """read_split without a manifest (any other caller) still says "damaged", not polars."""
+    from recbench.core.errors import DataError
+    from recbench.data.prepare import read_split
+
+    home = _copy_home(prepared_home, tmp_path / "home")
+    path = next(home.rglob("ctr/train.parquet"))
+    path.write_bytes(b"PAR1" + os.urandom(64))
+    with pytest.raises(DataError, match=r"damaged .*rebuild with `recbench prepare synthetic"):
+        read_split(home, "synthetic", "tiny", "ctr/train")
+
+
+@pytest.mark.parametrize("value", ["!!python/object/apply:os.system [ls]", "[1, 2",
+                                   "\x1b[31mred", "!tag x"])
+def test_set_value_that_is_not_plain_yaml(prepared_home, value):
+    err = _one_line_error(_run(prepared_home, "--set", f"epochs={value}"), "--set")
+    assert not CONTROL.search(err), repr(err)
+
+
+def test_binary_config_file(prepared_home, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe")
+    _one_line_error(_run(prepared_home, "--config", str(config)), "--config", "UTF-8")
+    config.write_bytes(b"epochs: !!python/name:os.system\n")
+    _one_line_error(_run(prepared_home, "--config", str(config)), "not valid YAML")

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from recbench.cli.app import app
 from recbench.core.errors import DataError, MissingRawFilesError
 from recbench.data.prepare import prepare
-from recbench.data.protocol import MAX_HISTORY
+from recbench.data.protocols.recbench_v1 import MAX_HISTORY
 from recbench.data.sources import mind
 from tests.conftest import shared_subdir
 
@@ -317,3 +317,21 @@ def test_real_subset(shared_data, tmp_path):
     test = read(result, "ctr/test")
     assert set(test["label"].unique()) == {0, 1}
     assert any("have no news.tsv row" in n for n in result.manifest["notes"])
+
+
+def test_repeated_impression_id_keeps_its_first_line(tmp_path):
+    """Issue 13, class 5: a repeated impression id used to merge two lines into one impression."""
+    raw = tmp_path / "raw"
+    write_mind(raw)
+    path = raw / "behaviors.tsv"
+    lines = path.read_text().splitlines()
+    first = lines[0].split("\t")
+    clone = "\t".join([first[0], "U999999", *first[2:]])  # same id, another user
+    path.write_text("\n".join([*lines, clone, lines[1]]) + "\n")
+    tables = mind.load(raw, {})
+    assert any("2 lines with a repeated impression id dropped" in n for n in tables.notes)
+    shown = tables.impressions.collect()
+    assert "U999999" not in shown["user_key"].to_list()
+    one = shown.filter(pl.col("impression") == int(first[0]))
+    assert one["user_key"].unique().to_list() == [first[1]]
+    assert one.height == len(first[4].split())

@@ -228,3 +228,28 @@ def test_real_beauty_sequences_keep_file_order(shared_data, home):
     assert seq.height == 100
     for u, hist, target in seq.iter_rows():
         assert [key_of[h] for h in hist] + [key_of[target]] == lines[users[u]][-21:]
+
+
+def test_damaged_lines_follow_the_raw_file_policy(tmp_path):
+    """Issue 13, class 5: the old loader took a cut-off last line's shortened id for another
+    item, appended a repeated user line and took an item for the user of a line with an empty
+    user field."""
+    raw = tmp_path / "raw"
+    write_p5(raw)
+    path = raw / "sequential_data.txt"
+    path.write_text("1 3 1 2 1\n2 9 8 5 4\n1 7 6\n3 4 5 6 12"[:-1])  # "12" cut to "1"
+    tables = p5.load(raw, {})
+    events = tables.events.collect()
+    assert events.filter(pl.col("user_key") == "3").height == 0  # the unterminated line
+    assert events.filter(pl.col("user_key") == "1")["item_key"].to_list() == [
+        asin(3), asin(1), asin(2)]  # first line only, its repeated item once
+    notes = " | ".join(tables.notes)
+    assert "line 4 has no newline" in notes and "'3 4 5 6 1'" in notes
+    assert "1 repeated user lines dropped" in notes
+    assert "1 repeated (user, item) interactions dropped" in notes
+    path.write_text("1 3 1 2\n 9 8 5 4\n")
+    with pytest.raises(DataError, match=r"line 2: the user field is empty"):
+        p5.load(raw, {})
+    path.write_bytes(b"1 3 1 2\n2 9 8\xff 5\n")
+    with pytest.raises(DataError, match=r"line 2 is not valid UTF-8"):
+        p5.load(raw, {})

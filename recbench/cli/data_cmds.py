@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from recbench.cli.app import HOME_HELP, app, console, ls_app, setup_logging, user_errors
-from recbench.core.errors import ConfigError
+from recbench.core.errors import ConfigError, quote
 
 SizeOpt = Annotated[str, typer.Option("--size", help="tiny | small | paper (split sizes).")]
 HomeOpt = Annotated[Optional[Path], typer.Option("--home", help=HOME_HELP)]
@@ -23,8 +23,13 @@ def parse_key_values(pairs: list[str], flag: str) -> dict[str, object]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ConfigError(f"{flag} {pair!r}: expected key=value")
-        out[key.strip()] = yaml.safe_load(value) if value else ""
+            raise ConfigError(f"{flag} {quote(pair)}: expected key=value")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError as exc:  # a tag (!!python/...), an unclosed [, a control byte
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"{flag} {quote(pair)}: the value is not a plain YAML scalar or "
+                              f"list ({quote(problem)})") from None
     return out
 
 

@@ -164,8 +164,8 @@ def _read(path: Path, separator: str, notes: list[str]) -> tuple[pl.DataFrame, p
 
 def _need(df: pl.DataFrame, col: str, path: Path) -> None:
     if col not in df.columns:
-        raise DataError(f"{path}: no column {col!r} (columns: {df.columns[:20]}); set it with "
-                        f"--option")
+        found = ", ".join(shown(c, 40) for c in df.columns[:20])
+        raise DataError(f"{path}: no column {col!r} (columns: {found}); set it with --option")
 
 
 def _where(path: Path, lines: pl.Series, row: int) -> str:
