@@ -9,8 +9,10 @@ that looks finished and simply runs again).
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import logging
 import shutil
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -22,7 +24,7 @@ import polars as pl
 import recbench
 from recbench.core import paths
 from recbench.core.config import EvalConfig, config_hash, load_yaml, resolve
-from recbench.core.errors import ConfigError, DataError, Interrupted
+from recbench.core.errors import AlreadyExistsError, ConfigError, DataError, Interrupted
 from recbench.core.hardware import fingerprint
 from recbench.core.names import check_name
 from recbench.core.progress import Reporter
@@ -33,8 +35,9 @@ from recbench.groups import get_group
 from recbench.latency import measure
 from recbench.models.base import Recommender, RunContext, TaskData
 from recbench.models.registry import MODELS, resolve_model
+from recbench.results.lease import DEFAULT_STALE_S, LeaseState
 from recbench.results.record import Record
-from recbench.results.store import ResultStore, run_key
+from recbench.results.store import Published, ResultStore, run_key
 
 log = logging.getLogger("recbench.run")
 Overwrite = Literal["never", "only-missing", "always"]
@@ -57,14 +60,21 @@ class RunRequest:
     task: str | None = None
     home: Path | None = None
     flags: dict[str, Any] = field(default_factory=dict)  # explicit CLI flags, highest precedence
+    executor: str | None = None  # recorded: local | ray | slurm when a sweep dispatched it
+    attempt: str | None = None  # this try's id (default: a fresh one); names its predictions
+    lease_stale_s: float = DEFAULT_STALE_S  # a key's lease silent this long is taken over
 
 
 @dataclass
 class RunOutcome:
+    """What happened to one (dataset, task): `done` (trained and published), `skipped` (a
+    finished record exists), `running-elsewhere` (a live lease; `record` is None) or
+    `duplicate` (another attempt published first; `record` is the winner's)."""
+
     dataset: str
     task: str
-    status: Literal["done", "skipped"]
-    record: Record
+    status: Literal["done", "skipped", "running-elsewhere", "duplicate"]
+    record: Record | None
     path: Path
 
 
@@ -128,6 +138,9 @@ def _resolve(req: RunRequest, reporter: Reporter) -> _Resolved:
         raise ConfigError(f"--overwrite {req.overwrite!r}: choose never, only-missing or always")
     if req.device.startswith("cuda"):
         _check_cuda()
+    if not req.lease_stale_s > 0:
+        raise ConfigError(f"lease_stale_s {req.lease_stale_s!r}: expected a positive number of "
+                          "seconds")
     for dataset in req.datasets:  # names become paths: checked before anything loads
         _check_dataset(home, dataset, req.size)
 
@@ -162,17 +175,46 @@ def run(req: RunRequest, reporter: Reporter | None = None) -> list[RunOutcome]:
     for dataset, task, manifest, key in r.cells:
         existing = store.find(dataset, group.name, stored_as, key)
         if existing is not None and _keep(existing, store, req.overwrite):
-            path = store.record_path(dataset, group.name, stored_as, key)
-            reporter.result(f"[yellow]skipped[/] {group.name}/{model_name} on {dataset} "
-                            f"({task}): finished run exists ({path}); --overwrite always "
-                            "re-runs it")
-            outcomes.append(RunOutcome(dataset, task, "skipped", existing, path))
+            outcomes.append(_skipped(store, existing, group.name, model_name, reporter))
             continue
-        record, path = _run_one(req, home, group.name, model_name, stored_as, model_cls,
-                                configs, chash, key, dataset, task, manifest, store,
-                                reporter)
-        outcomes.append(RunOutcome(dataset, task, "done", record, path))
+        outcomes.append(_run_leased(req, home, group.name, model_name, stored_as, model_cls,
+                                    configs, chash, key, dataset, task, manifest, store,
+                                    reporter))
     return outcomes
+
+
+def _skipped(store, existing: Record, group, model_name, reporter) -> RunOutcome:
+    path = store.record_path(existing.dataset, group, existing.model, existing.key)
+    reporter.result(f"[yellow]skipped[/] {group}/{model_name} on {existing.dataset} "
+                    f"({existing.task}): finished run exists ({path}); --overwrite always "
+                    "re-runs it")
+    return RunOutcome(existing.dataset, existing.task, "skipped", existing, path)
+
+
+def _run_leased(req, home, group, model_name, stored_as, model_cls, configs, chash, key,
+                dataset, task, manifest, store, reporter) -> RunOutcome:
+    """One run under its key's lease: a live lease elsewhere skips the key; a stale one (its
+    owner died) is taken over and the run resumes from the key's epoch checkpoint."""
+    lease = store.lease(dataset, group, stored_as, key, attempt=req.attempt,
+                        stale_after_s=req.lease_stale_s)
+    path = store.record_path(dataset, group, stored_as, key)
+    if isinstance(lease, LeaseState):
+        reporter.result(f"[yellow]skipped[/] {group}/{model_name} on {dataset} ({task}): "
+                        f"running elsewhere ({lease.describe()}; lease {lease.path})")
+        return RunOutcome(dataset, task, "running-elsewhere", None, path)
+    with lease:
+        if lease.taken_over is not None:
+            reporter.stage(f"took over a stale lease ({lease.taken_over.describe()}): "
+                           "resuming from its checkpoint if it left one")
+        # another attempt may have finished the key between our first look and the lease
+        existing = store.find(dataset, group, stored_as, key)
+        if existing is not None and _keep(existing, store, req.overwrite):
+            return _skipped(store, existing, group, model_name, reporter)
+        published = _run_one(req, home, group, model_name, stored_as, model_cls, configs,
+                             chash, key, dataset, task, manifest, store, reporter,
+                             attempt=lease.attempt, supersedes=existing)
+    status = "duplicate" if published.duplicate else "done"
+    return RunOutcome(dataset, task, status, published.record, published.path)
 
 
 def _keep(existing: Record, store: ResultStore, overwrite: str) -> bool:
@@ -187,9 +229,10 @@ def _keep(existing: Record, store: ResultStore, overwrite: str) -> bool:
 
 
 def _run_one(req, home, group, model_name, stored_as, model_cls, configs, chash, key, dataset,
-             task, manifest, store, reporter) -> tuple[Record, Path]:
+             task, manifest, store, reporter, attempt: str,
+             supersedes: Record | None) -> Published:
     record_path = store.record_path(dataset, group, stored_as, key)
-    work_dir = record_path.with_name(f"{key}.work")
+    work_dir = store.work_dir(dataset, group, stored_as, key)
     log_path = record_path.with_name(f"{key}.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log_path)
@@ -212,8 +255,8 @@ def _run_one(req, home, group, model_name, stored_as, model_cls, configs, chash,
         t0 = time.perf_counter()
         model.fit(data)
         # a resumed run also spent the epochs it restored from its checkpoint
-        train_s = time.perf_counter() - t0 + getattr(getattr(model, "result", None),
-                                                     "prior_seconds", 0.0)
+        train_result = getattr(model, "result", None)
+        train_s = time.perf_counter() - t0 + getattr(train_result, "prior_seconds", 0.0)
 
         reporter.stage(f"{group}/{model_name} on {dataset} ({task}): evaluating "
                        f"{data.test.height:,} test rows")
@@ -239,13 +282,20 @@ def _run_one(req, home, group, model_name, stored_as, model_cls, configs, chash,
             recbench_version=recbench.__version__, git_commit=_git_commit(),
             started_at=started, finished_at=_now(), smoke=req.smoke,
             notes=model.notes() + (["smoke run: tiny subset, not a result"] if req.smoke else []),
+            executor=req.executor, node=socket.gethostname(), attempt=attempt,
+            resumed_from_epoch=getattr(train_result, "resumed_from", None),
         )
-        record, path = store.write(record, preds)
-        shutil.rmtree(work_dir, ignore_errors=True)
+        published = store.write(record, preds, supersedes=supersedes)
+        shutil.rmtree(work_dir, ignore_errors=True)  # the key is finished, by us or the winner
+        if published.duplicate:
+            reporter.result(f"[yellow]duplicate discarded[/] {group}/{model_name} on {dataset} "
+                            f"({task}): attempt {published.record.attempt} published first "
+                            f"-> {published.path}")
+            return published
         headline = _headline(task, metrics)
         reporter.result(f"[green]done[/] {group}/{model_name} on {dataset} ({task}): {headline}, "
-                        f"latency {latency.mean_ms:.3f} ms/sample -> {path}")
-        return record, path
+                        f"latency {latency.mean_ms:.3f} ms/sample -> {published.path}")
+        return published
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: say what was kept to resume from
         raise _interrupted(exc, work_dir) from exc
     finally:
@@ -293,10 +343,18 @@ def _check_dataset(home: Path, dataset: str, size: str) -> None:
 
 
 def _ensure_prepared(home: Path, dataset: str, size: str, seed: int, reporter: Reporter) -> dict:
-    if not (prepared_path(home, dataset, size) / "manifest.json").exists() and \
-            dataset in AUTO_PREPARED:
+    manifest_path = prepared_path(home, dataset, size) / "manifest.json"
+    if not manifest_path.exists() and dataset in AUTO_PREPARED:
         reporter.stage(f"preparing {dataset} ({size}) first")
-        prepare(dataset, size=size, seed=seed, home=home, show_progress=False)
+        try:
+            prepare(dataset, size=size, seed=seed, home=home, show_progress=False)
+        except (AlreadyExistsError, FileExistsError, OSError) as exc:
+            # another process prepared it meanwhile: its atomic rename won, ours was discarded
+            lost_race = isinstance(exc, (AlreadyExistsError, FileExistsError)) or \
+                exc.errno in (errno.EEXIST, errno.ENOTEMPTY)
+            if not (lost_race and manifest_path.exists()):
+                raise
+            log.info("%s (%s) was prepared by another process meanwhile", dataset, size)
     return load_manifest(home, dataset, size)
 
 

@@ -69,8 +69,11 @@ def test_only_missing_repairs_lost_predictions(home):
     pred_path.unlink()
     repaired = run(req(home, model="Random", overwrite="only-missing"))
     assert [o.status for o in repaired] == ["done", "skipped"]
-    assert pred_path.exists()
+    # the repair is a new attempt: its own predictions file, named by the replacing record
+    new_path = repaired[0].path.with_name(repaired[0].record.predictions)
+    assert new_path != pred_path and new_path.exists()
     assert store.predictions(repaired[0].record).height > 0
+    assert store.find("synthetic", "baseline", "Random", first[0].record.key) == repaired[0].record
 
 
 def test_mostpopular_beats_random_on_seq(home):

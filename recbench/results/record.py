@@ -72,3 +72,8 @@ class Record(Closed):
     predictions: str | None = None  # file name of the predictions Parquet beside the record
     smoke: bool = False
     notes: list[str] = Field(default_factory=list)
+    # Where and how this result was produced (absent in records written before sweeps existed).
+    executor: str | None = None  # None: a plain `recbench run`; else local | ray | slurm
+    node: str | None = None  # host name of the process that trained and published it
+    attempt: str | None = None  # this try's id; it names the predictions file
+    resumed_from_epoch: int | None = None  # epochs restored from a checkpoint, if it resumed
