@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 from typer.testing import CliRunner
 
@@ -350,3 +351,157 @@ def test_cli_explains_when_every_record_was_left_out(home: Path):
     assert "no ctr results to show" in result.output and "--include-smoke" in result.output
     shown = invoke("--home", str(home), "--task", "ctr", "--include-smoke")
     assert "DNN [smoke]" in shown.output
+
+
+# ---------------------------------------------------------------------------------------------
+# Seeds, confidence intervals and significance, against scipy on hand-made records written
+# through the real store (records + predictions).
+
+
+def ndcg10(ranks: np.ndarray) -> np.ndarray:
+    """Independent reference: per-row NDCG@10 of a single relevant item at 1-based `rank`."""
+    return np.where(ranks <= 10, 1.0 / np.log2(ranks + 1.0), 0.0)
+
+
+def seq_record(store: ResultStore, group: str, model: str, ranks: np.ndarray, seed: int = 0,
+               dataset: str = "mind") -> Record:
+    n = ranks.shape[0]
+    record = make_record(group, model, dataset, float(ndcg10(ranks).mean()), task="seq",
+                         seed=seed, mode="none" if group == "baseline" else "train")
+    preds = pl.DataFrame({
+        "row": np.arange(n, dtype=np.int32), "user_id": np.arange(n) + 1000,
+        "target": np.zeros(n, dtype=np.int64), "rank_full": ranks.astype(np.int64),
+        "rank_sampled100": ranks.astype(np.int64),
+        "topk": pl.Series([[0]] * n).cast(pl.List(pl.Int32))})
+    published = store.write(record, preds)
+    # the store returns a Published (record, path, ...); older versions a (record, path) tuple
+    return published.record if hasattr(published, "record") else published[0]
+
+
+@pytest.fixture
+def seeded(home: Path):
+    """A baseline, a strong model with three seeds, a model the baseline's equal, a weak one."""
+    rng = np.random.default_rng(7)
+    n = 60
+    store = ResultStore(home)
+    base = rng.integers(2, 14, n)
+    strong = [np.maximum(1, base - rng.integers(1, 6, n)) for _ in range(3)]
+    same = base.copy()
+    same[:4] = base[:4] + np.array([1, -1, 1, -1])  # a nearly identical ranking
+    weak = base + rng.integers(3, 12, n)
+    seq_record(store, "baseline", "MostPopular", base)
+    for seed, ranks in enumerate(strong):
+        seq_record(store, "G", "Strong", ranks, seed=seed)
+    seq_record(store, "G", "Same", same)
+    seq_record(store, "G", "Weak", weak)
+    table = build_table(store.records(), "seq", store=store)
+    return table, {"base": base, "strong": strong, "same": same, "weak": weak}
+
+
+def test_seed_interval_is_scipy_t_interval(seeded):
+    from scipy import stats
+
+    table, ranks = seeded
+    row = next(r for r in table.rows if r.model_id == "Strong")
+    values = np.array([ndcg10(r).mean() for r in ranks["strong"]])
+    low, high = stats.t.interval(0.95, df=2, loc=values.mean(), scale=stats.sem(values))
+    assert row.n_seeds == (3,) and row.ci_methods == ("t",)
+    assert row.cells[0] == pytest.approx(values.mean())
+    assert row.stds[0] == pytest.approx(values.std(ddof=1))
+    assert row.cis[0] == pytest.approx((low, high))
+    # one dataset, so Overall's interval is the cell's
+    assert row.overall_ci == pytest.approx((low, high)) and row.overall_ci_method == "t"
+
+
+def test_markers_follow_scipy_paired_t_test_against_the_strongest_baseline(seeded):
+    from scipy import stats
+
+    table, ranks = seeded
+    base = ndcg10(ranks["base"])
+    per_user_strong = np.mean([ndcg10(r) for r in ranks["strong"]], axis=0)  # seeds averaged
+    expected = {}
+    for name, values in (("Strong", per_user_strong), ("Same", ndcg10(ranks["same"])),
+                         ("Weak", ndcg10(ranks["weak"]))):
+        t = stats.ttest_rel(values, base)
+        expected[name] = ("" if t.pvalue >= 0.05 else "*" if t.statistic > 0 else "↓")
+    assert expected == {"Strong": "*", "Same": "", "Weak": "↓"}  # the fixture's design
+    got = {r.model_id: r.markers[0] for r in table.rows if not r.baseline}
+    assert got == expected
+    assert next(r for r in table.rows if r.model_id == "MostPopular").markers == ("",)
+    text = render(table, "md")
+    assert md_row(text, "Strong")[2].endswith("\\*") and "↓" in md_row(text, "Weak")[2]
+
+
+def test_single_seed_interval_is_a_paired_bootstrap(seeded):
+    from recbench.metrics.intervals import bootstrap_means
+
+    table, ranks = seeded
+    same = next(r for r in table.rows if r.model_id == "Same")
+    base = next(r for r in table.rows if r.model_id == "MostPopular")
+    assert same.ci_methods == ("bootstrap",) and base.ci_methods == ("bootstrap",)
+    # an independent percentile bootstrap with the same resampling of the 60 users
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, 60, size=(1000, 60))
+    reference = np.percentile(ndcg10(ranks["same"])[idx].mean(axis=1), [2.5, 97.5])
+    assert same.cis[0] == pytest.approx(tuple(reference))
+    # paired: both rows resample the same users, so their replicate differences are exact
+    diff = bootstrap_means(ndcg10(ranks["same"])) - bootstrap_means(ndcg10(ranks["base"]))
+    assert np.allclose(diff, (ndcg10(ranks["same"]) - ndcg10(ranks["base"]))[idx].mean(axis=1))
+    assert any("paired bootstrap over test users" in n for n in table.footnotes)
+
+
+def test_bold_is_shared_by_rows_not_significantly_different(home: Path):
+    store = ResultStore(home)
+    rng = np.random.default_rng(3)
+    a = rng.integers(1, 30, 80)
+    a[0] = 1
+    b = a.copy()
+    b[0] = 3  # worse on one user only: visibly lower, not significantly different
+    c = a + 15  # clearly worse than both
+    for model, ranks in (("A1", a), ("B1", b), ("C1", c)):
+        seq_record(store, "G", model, ranks)
+    table = build_table(store.records(), "seq", store=store)
+    marks = {r.model_id: r.marks[0] for r in table.rows}
+    assert marks == {"A1": "best", "B1": "best", "C1": "second"}
+    # without predictions the same values are compared at display precision
+    plain = build_table(store.records(), "seq")
+    assert {r.model_id: r.marks[0] for r in plain.rows} == {"A1": "best", "B1": "second",
+                                                             "C1": None}
+    assert any("could not be tested" in n for n in plain.footnotes)
+
+
+def test_ci_in_every_format(seeded):
+    table, _ = seeded
+    strong = next(r for r in table.rows if r.model_id == "Strong")
+    low, high = strong.cis[0]
+    assert f"[{low:.4f}, {high:.4f}]" not in render(table, "md")
+    assert f"[{low:.4f}, {high:.4f}]" in render(table, "md", ci=True)
+    rows = list(csv.DictReader(io.StringIO(render(table, "csv"))))
+    row = next(r for r in rows if r["model"] == "Strong")
+    assert float(row["mind_ci_low"]) == low and row["mind_ci_method"] == "t"
+    assert row["mind_n_seeds"] == "3" and row["mind_vs_baseline"] == "better"
+    data = json.loads(render(table, "json"))
+    assert LeaderboardTable.from_dict(data) == table
+    page = render(table, "html")
+    assert page.count('class="errorbar"') == len(table.rows)  # Overall CIs as error bars
+    assert "95% CI" in page
+
+
+def test_cli_suite_leaderboard_with_ci(home: Path, seeded, tmp_path: Path):
+    suite_file = tmp_path / "mini.yaml"
+    suite_file.write_text("""
+name: mini
+version: 1
+paper: test
+protocol: p1
+datasets: [mind]
+tables: [{name: seq, title: Mini table, task: seq, metric: ndcg@10}]
+rows:
+  - {name: MostPopular, group: baseline, model: MostPopular}
+  - {name: strong-row, group: G, model: Strong}
+""")
+    result = invoke("--home", str(home), "--suite", str(suite_file), "--ci")
+    assert result.exit_code == 0, result.output
+    assert "suite mini v1, Mini table" in result.output
+    assert "strong-row" in result.output and "Same" not in result.output  # only the suite's rows
+    assert "±" in result.output and "95% CI: 1 cell(s): t-interval over seeds" in result.output

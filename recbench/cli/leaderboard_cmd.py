@@ -21,7 +21,15 @@ def leaderboard(
         "--metric", help="gauc | auc | logloss | ndcg@10 | hr@10 | mrr@10 | ... "
                          "(default: gauc for ctr, ndcg@10 for seq).")] = None,
     protocol: Annotated[Optional[str], typer.Option(
-        "--protocol", help="SeqRec protocol: full | sampled100 (default: full).")] = None,
+        "--protocol", help="SeqRec candidates: full | sampled100 (default: full); or a dataset "
+                           "protocol (recbench | loo | temporal) to show only its records.")
+    ] = None,
+    suite: Annotated[Optional[str], typer.Option(
+        "--suite", help="Render this suite's tables (ls suites): its rows, datasets and "
+                        "protocol only.")] = None,
+    ci: Annotated[bool, typer.Option(
+        "--ci", help="md/latex: print each cell's 95% CI (csv, json and html always have it).")
+    ] = False,
     datasets: Annotated[Optional[str], typer.Option(
         "--datasets", help="Comma-separated dataset names, in column order (default: all).")
     ] = None,
@@ -37,13 +45,15 @@ def leaderboard(
 ) -> None:
     """Rebuild the leaderboards (paper Tables 3-5) from the result records.
 
-    Rows grouped A-J, a column per dataset version, Overall and Latency; best per column bold,
-    second underlined. Without --task both tasks are shown.
+    Rows grouped A-J (or a suite's rows), a column per dataset version, Overall (over the
+    datasets every row has) and Latency. Seeds of one config are aggregated (mean ± std, 95%
+    CI); * / ↓ mark rows significantly better / worse than the strongest baseline; best and
+    second best are bold / underlined, shared by rows not significantly different. Without
+    --task both tasks are shown.
     """
     from recbench.core import paths
-    from recbench.core.atomic import write_text
     from recbench.core.errors import UnknownNameError
-    from recbench.results.leaderboard import FORMATS, available_metrics, build_table, render_many
+    from recbench.results.leaderboard import FORMATS, available_metrics, build_table
     from recbench.results.record import DEFAULT_PROTOCOL, PROTOCOLS
     from recbench.results.store import ResultStore
 
@@ -54,7 +64,15 @@ def leaderboard(
     names = [d.strip() for d in datasets.split(",") if d.strip()] if datasets else None
 
     root = paths.home(home)
-    records = list(ResultStore(root).records())
+    store = ResultStore(root)
+    records = list(store.records())
+    if protocol is not None and protocol not in {p for t in TASKS for p in PROTOCOLS[t]}:
+        records = _dataset_protocol_records(records, protocol)
+        protocol = None
+    if suite is not None:
+        _suite_tables(suite, records, store, task, metric, names, include_smoke, fmt, ci,
+                      output, root)
+        return
     if not records:
         console.print(f"no results yet under {root}: run `recbench run ...` first.",
                       highlight=False)
@@ -73,7 +91,7 @@ def leaderboard(
             raise UnknownNameError("metric", metric, set().union(*known.values()))
 
     tables = [build_table(records, t, metric=metric, protocol=protocol, datasets=names,
-                          include_smoke=include_smoke) for t in tasks]
+                          include_smoke=include_smoke, store=store) for t in tasks]
     shown = [t for t in tables if t.rows]
     if not shown:
         which = f"{task} " if task else ""
@@ -87,7 +105,14 @@ def leaderboard(
                 console.print(f"  {note}", highlight=False, markup=False)
         return
 
-    text = render_many(shown, fmt)
+    _emit(shown, fmt, ci, output)
+
+
+def _emit(shown, fmt: str, ci: bool, output: Path | None) -> None:
+    from recbench.core.atomic import write_text
+    from recbench.results.leaderboard import render_many
+
+    text = render_many(shown, fmt, ci=ci)
     if output is None:
         typer.echo(text, nl=False)
         return
@@ -95,3 +120,59 @@ def leaderboard(
     summary = ", ".join(f"{t.task} {t.metric}: {len(t.rows)} rows x {len(t.columns)} datasets"
                         for t in shown)
     console.print(f"wrote {output} ({summary})", highlight=False, soft_wrap=True)
+
+
+def _dataset_protocol_records(records, protocol: str):
+    """Only the records measured under dataset protocol `protocol` (a name or a family)."""
+    from recbench.core.errors import UnknownNameError
+
+    found = {r.protocol_version for r in records}
+    wanted = [p for p in found if p == protocol or p.startswith(f"{protocol}-")]
+    if not wanted:
+        raise UnknownNameError("protocol (full | sampled100, or a dataset protocol with "
+                               "records)", protocol, found | {"full", "sampled100"})
+    return [r for r in records if r.protocol_version in wanted]
+
+
+def _suite_tables(name, records, store, task, metric, names, include_smoke, fmt, ci, output,
+                  root) -> None:
+    """The suite's tables: its rows (by their settings), datasets and protocol."""
+    from recbench.core.errors import UnknownNameError
+    from recbench.results.leaderboard import RowSpec, build_table
+    from recbench.suites import assign_rows, load_suite
+
+    spec = load_suite(name)
+    datasets = names or spec.datasets
+    for dataset in datasets:
+        if dataset not in spec.datasets:
+            raise UnknownNameError(f"dataset of suite {spec.name}", dataset, spec.datasets)
+    pool = [r for r in records if r.protocol_version == spec.protocol and r.dataset in datasets]
+    row_names = assign_rows(spec, pool)
+    pool = [r for r in pool if r.key in row_names]
+    tables_spec = [t for t in spec.tables if task is None or t.task == task]
+    if not tables_spec:
+        raise UnknownNameError(f"task of suite {spec.name}", task or "",
+                               {t.task for t in spec.tables})
+    tables = []
+    for table in tables_spec:
+        rows = {row.name: (i, row) for i, row in enumerate(spec.table_rows(table))}
+
+        def row_of(record, rows=rows):
+            hit = rows.get(row_names.get(record.key, ""))
+            if hit is None:
+                return None
+            i, row = hit
+            return RowSpec(row.section, row.name, (i,), baseline=row.is_baseline)
+
+        present = [d for d in datasets if any(r.dataset == d for r in pool)]
+        tables.append(build_table(pool, table.task, metric=metric or table.metric,
+                                  protocol=table.protocol_key, datasets=present or None,
+                                  include_smoke=include_smoke, store=store, row_of=row_of,
+                                  title=f"suite {spec.name} v{spec.version}, {table.title}"))
+    shown = [t for t in tables if t.rows]
+    if not shown:
+        console.print(f"no records of suite {spec.name} (protocol {spec.protocol}) under "
+                      f"{root}: run `recbench suite run {spec.name} ...` first.",
+                      highlight=False)
+        return
+    _emit(shown, fmt, ci, output)

@@ -32,13 +32,15 @@ def ls_suites() -> None:
     from recbench.suites import load_suite, suite_names
 
     table = Table(title="suites (recbench suite run NAME; recbench leaderboard --suite NAME)")
-    for col in ("suite", "version", "paper", "protocol", "rows", "datasets", "seeds"):
+    for col in ("suite", "version", "protocol", "rows"):
+        table.add_column(col, no_wrap=True)
+    for col in ("row groups", "paper", "datasets", "seeds"):
         table.add_column(col, overflow="fold")
     for name in suite_names():
         s = load_suite(name)
-        sections = ", ".join(dict.fromkeys(r.section for r in s.rows))
-        table.add_row(escape(s.name), str(s.version), escape(s.paper), escape(s.protocol),
-                      f"{len(s.rows)} ({escape(sections)})", escape(", ".join(s.datasets)),
+        sections = ",".join(dict.fromkeys(r.section for r in s.rows))
+        table.add_row(escape(s.name), str(s.version), escape(s.protocol), str(len(s.rows)),
+                      escape(sections), escape(s.paper), escape(", ".join(s.datasets)),
                       ",".join(map(str, s.seeds)))
     console.print(table)
 
@@ -106,8 +108,8 @@ def _print_plan(suite, runs) -> None:
 
     sizes = ", ".join(dict.fromkeys(run.request.size for run in runs))
     table = Table(title=f"suite {escape(suite.name)} v{suite.version}: {len(runs)} runs "
-                        f"(protocol {escape(suite.protocol)}, size {sizes}); --dry-run, "
-                        "nothing started")
+                        f"(protocol {escape(suite.protocol)}, size {sizes})",
+                  caption="--dry-run: nothing started")
     for col in ("#", "seed", "row", "group", "model", "dataset", "task", "settings"):
         table.add_column(col, overflow="fold")
     for i, run in enumerate(runs, 1):

@@ -42,7 +42,7 @@ def t_interval(values: ArrayLike, confidence: float = 0.95) -> tuple[float, floa
     mean, sd = float(x.mean()), float(x.std(ddof=1))
     if sd == 0.0:
         return mean, mean
-    half = float(stats.t.ppf(0.5 + confidence / 2, df=x.shape[0] - 1)) * sd / np.sqrt(x.shape[0])
+    half = float(stats.t.ppf(0.5 + confidence / 2, df=x.shape[0] - 1) * sd / np.sqrt(x.shape[0]))
     return mean - half, mean + half
 
 

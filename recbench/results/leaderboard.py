@@ -819,7 +819,7 @@ def _render_csv(table: LeaderboardTable) -> str:
                      "overall_partial", "latency_ms", "flags"])
 
     def num(v: float | None) -> str:
-        return "" if v is None else repr(v)
+        return "" if v is None else repr(float(v))
 
     for row in table.rows:
         cols = []
