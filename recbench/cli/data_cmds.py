@@ -10,6 +10,8 @@ import typer
 
 from recbench.cli.app import HOME_HELP, app, console, ls_app, setup_logging, user_errors
 from recbench.core.errors import ConfigError, quote
+from recbench.core.names import path_component
+from recbench.core.progress import printable
 
 SizeOpt = Annotated[str, typer.Option("--size", help="tiny | small | paper (split sizes).")]
 HomeOpt = Annotated[Optional[Path], typer.Option("--home", help=HOME_HELP)]
@@ -134,13 +136,13 @@ def info(
         p = manifest["parameters"]
         console.rule(f"[bold]{name}[/] size={p['size']} seed={p['seed']} "
                      f"protocol={manifest['protocol_version']}")
-        console.print(f"source: {manifest['source']}  domain: {manifest['domain']}  "
-                      f"text attribute: {manifest['text_attribute']}  "
-                      f"prepared: {manifest['prepared_at']}  "
-                      f"recbench {manifest['recbench_version']}")
+        console.print(printable(f"source: {manifest['source']}  domain: {manifest['domain']}  "
+                                f"text attribute: {manifest['text_attribute']}  "
+                                f"prepared: {manifest['prepared_at']}  "
+                                f"recbench {manifest['recbench_version']}"))
         for raw in manifest["raw_files"]:
-            console.print(f"  raw {raw['file']}  {raw['bytes']:,} B  sha256 {raw['sha256'][:16]}…",
-                          highlight=False)
+            console.print(printable(f"  raw {raw['file']}  {raw['bytes']:,} B  sha256 "
+                                    f"{raw['sha256'][:16]}…"), highlight=False)
         _print_summary(manifest, path.parent)
         _print_extra_info(path.parent)
         _print_semantic_ids([t for t in tokenizers
@@ -154,7 +156,8 @@ def info(
 def _print_extra_info(dataset_path: Path) -> None:
     """Diagnostics that later stages cache beside a dataset (e.g. semantic-ID tokenizers)."""
     for diag in sorted(dataset_path.glob("derived/*/diagnostics.json")):
-        console.print(f"[bold]{diag.parent.name}[/]: {diag.read_text().strip()}", highlight=False)
+        console.print(f"[bold]{printable(diag.parent.name)}[/]: "
+                      f"{printable(diag.read_text().strip())}", highlight=False)
 
 
 def _cached_semantic_ids(cache: Path, name: str) -> list[dict]:
@@ -163,9 +166,7 @@ def _cached_semantic_ids(cache: Path, name: str) -> list[dict]:
     The folder is `recbench.items.semantic_ids.sid_cache_dir`; it is spelled out here because
     importing `recbench.items` would import torch.
     """
-    import re
-
-    folder = cache / "semantic_ids" / re.sub(r"[^\w.\-]", "_", name)
+    folder = cache / "semantic_ids" / path_component(name)
     found = []
     for meta_path in sorted(folder.glob("*.json")):
         if not meta_path.with_suffix(".parquet").is_file():
@@ -189,9 +190,10 @@ def _print_semantic_ids(tokenizers: list[dict]) -> None:
         d, sid = meta["diagnostics"], meta.get("sid", {})
         strategy = d.get("strategy_used", sid.get("sid_collisions", "?"))
         console.print(
-            f"[bold]semantic IDs[/] {meta.get('key')}  task {meta.get('task')}  encoder "
-            f"{meta.get('encoder')} ({meta.get('pooling')}, {meta.get('revision')})  "
-            f"{d.get('n_levels')}x{d.get('codebook_size')} codes  seed {meta.get('seed')}",
+            "[bold]semantic IDs[/] " + printable(
+                f"{meta.get('key')}  task {meta.get('task')}  encoder "
+                f"{meta.get('encoder')} ({meta.get('pooling')}, {meta.get('revision')})  "
+                f"{d.get('n_levels')}x{d.get('codebook_size')} codes  seed {meta.get('seed')}"),
             highlight=False)
         console.print(
             f"  {d.get('n_items', 0):,} items, RQ-VAE fitted on {d.get('fit_items', 0):,} "
@@ -200,7 +202,8 @@ def _print_semantic_ids(tokenizers: list[dict]) -> None:
         console.print(
             f"  collisions before {100 * d.get('collision_rate_before', 0):.2f}% "
             f"({d.get('colliding_items_before', 0):,} items) -> after "
-            f"{100 * d.get('collision_rate_after', 0):.2f}% ({strategy})", highlight=False)
+            f"{100 * d.get('collision_rate_after', 0):.2f}% ({printable(strategy)})",
+            highlight=False)
         console.print(f"  utilisation per level: {levels(d.get('utilisation'), '{:.1%}')}",
                       highlight=False)
         console.print(f"  perplexity per level: {levels(d.get('perplexity'), '{:.1f}')}",

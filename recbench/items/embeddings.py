@@ -30,7 +30,6 @@ import hashlib
 import io
 import json
 import logging
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from recbench.core import paths
 from recbench.core.atomic import write_bytes, write_json
 from recbench.core.errors import ConfigError, DataError
 from recbench.core.hashing import stable_hash
+from recbench.core.names import path_component
 from recbench.core.progress import Reporter
 
 if TYPE_CHECKING:
@@ -158,7 +158,7 @@ def embed_items(data: TaskData, encoder: str = "minilm-l6", pooling: Pooling = "
     reporter: Reporter = (ctx.extra.get("reporter") if ctx is not None else None) or Reporter()
     texts = item_texts(data)
     dtype = str(backbones.default_dtype(device)).removeprefix("torch.")
-    root = cache_root(ctx) / "item_embeddings" / re.sub(r"[^\w.\-]", "_", data.dataset or "_")
+    root = cache_root(ctx) / "item_embeddings" / path_component(data.dataset or "_")
     spec = {"v": CACHE_VERSION, "texts": texts_hash(texts), "n_items": len(texts),
             "pooling": pooling, "template": template, "max_length": max_length, "dtype": dtype}
     source = backbones.source_of(entry)

@@ -53,7 +53,6 @@ import hashlib
 import io
 import json
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +68,7 @@ from recbench.core.atomic import write_bytes, write_json
 from recbench.core.config import ClosedConfig
 from recbench.core.errors import ConfigError, DataError
 from recbench.core.hashing import stable_hash
+from recbench.core.names import path_component
 from recbench.core.progress import Reporter
 
 if TYPE_CHECKING:
@@ -670,7 +670,7 @@ def _size(data: TaskData) -> str | None:
 
 def sid_cache_dir(cache: Path, dataset: str) -> Path:
     """`<cache>/semantic_ids/<dataset>/`, the folder `recbench info` lists."""
-    return Path(cache) / CACHE_DIR / re.sub(r"[^\w.\-]", "_", dataset or "_")
+    return Path(cache) / CACHE_DIR / path_component(dataset or "_")
 
 
 def read_cached(root: Path, key: str, n_items: int) -> SemanticIDs | None:
