@@ -62,11 +62,12 @@ class StoreCheck:
             (f" ({', '.join(parts)})" if parts else "") + f" under {self.root}"
         if fixed and len(self.removed) < len(self.orphans):
             head += f"; {len(self.orphans) - len(self.removed)} left (in use again)"
-        if self.damaged:
-            head += (f"; {len(self.damaged)} damaged record(s), redone by the next run of "
-                     "their key")
         if not fixed and self.orphans:
             head += "; --fix removes them"
+        if self.damaged:
+            n = len(self.damaged)
+            head += (f"; {n} damaged *.json file{'s' if n != 1 else ''} kept (a damaged record "
+                     "is redone by the next run of its key)")
         return head
 
 
