@@ -325,3 +325,10 @@ def test_an_amazon_typo_is_not_a_new_dataset(tmp_path):
     assert get_spec("amazon-my-cat", {"category": "My_Cat"}).options == {"category": "My_Cat"}
     with pytest.raises(UnknownNameError):
         get_spec("amazon-my-cat")
+
+
+def test_a_home_with_markup_in_its_name_prints_literally(tmp_path):
+    home = tmp_path / "h[/]o[red]me"
+    result = CliRunner().invoke(app, ["leaderboard", "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    assert f"no results yet under {home}" in result.output

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from recbench.cli.app import HOME_HELP, app, console, user_errors
+from recbench.core.progress import printable
 
 
 @app.command()
@@ -33,9 +34,10 @@ def compare(
     b = find_run(store, run_b, dataset or a.dataset, task or a.task)
     result = run_compare(store, a, b, metric=metric, protocol=protocol)
     s = result.stats
-    console.print(f"[bold]{a.group}/{a.model_id}[/] vs [bold]{b.group}/{b.model_id}[/] on "
-                  f"{a.dataset} ({a.task}), {s['n']} paired {result.unit} values of "
-                  f"{result.metric}")
+    console.print(f"[bold]{printable(f'{a.group}/{a.model_id}')}[/] vs "
+                  f"[bold]{printable(f'{b.group}/{b.model_id}')}[/] on "
+                  + printable(f"{a.dataset} ({a.task}), {s['n']} paired {result.unit} values of "
+                              f"{result.metric}"), highlight=False)
     console.print(f"  mean A {s['mean_a']:.4f}  mean B {s['mean_b']:.4f}  "
                   f"diff {s['mean_diff']:+.4f}")
     console.print(f"  paired t-test p = {s['t_pvalue']:.3g}   Wilcoxon p = "

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from recbench.cli.app import HOME_HELP, app, console, user_errors
+from recbench.core.progress import printable
 
 TASKS = ("ctr", "seq")
 
@@ -74,7 +75,7 @@ def leaderboard(
                       output, root)
         return
     if not records:
-        console.print(f"no results yet under {root}: run `recbench run ...` first.",
+        console.print(printable(f"no results yet under {root}: run `recbench run ...` first."),
                       highlight=False)
         return
 
@@ -97,12 +98,13 @@ def leaderboard(
         which = f"{task} " if task else ""
         notes = [note for table in tables for note in table.footnotes]
         if not notes:
-            console.print(f"no {which}results yet under {root}: run `recbench run ...` first.",
+            console.print(printable(f"no {which}results yet under {root}: run `recbench run "
+                                    "...` first."),
                           highlight=False)
         else:  # records exist but were all left out: say why
-            console.print(f"no {which}results to show under {root}:", highlight=False)
+            console.print(printable(f"no {which}results to show under {root}:"), highlight=False)
             for note in notes:
-                console.print(f"  {note}", highlight=False, markup=False)
+                console.print(f"  {printable(note)}", highlight=False)
         return
 
     _emit(shown, fmt, ci, output)
@@ -119,7 +121,7 @@ def _emit(shown, fmt: str, ci: bool, output: Path | None) -> None:
     write_text(output, text)
     summary = ", ".join(f"{t.task} {t.metric}: {len(t.rows)} rows x {len(t.columns)} datasets"
                         for t in shown)
-    console.print(f"wrote {output} ({summary})", highlight=False, soft_wrap=True)
+    console.print(printable(f"wrote {output} ({summary})"), highlight=False, soft_wrap=True)
 
 
 def _dataset_protocol_records(records, protocol: str):
@@ -171,8 +173,8 @@ def _suite_tables(name, records, store, task, metric, names, include_smoke, fmt,
                                   title=f"suite {spec.name} v{spec.version}, {table.title}"))
     shown = [t for t in tables if t.rows]
     if not shown:
-        console.print(f"no records of suite {spec.name} (protocol {spec.protocol}) under "
-                      f"{root}: run `recbench suite run {spec.name} ...` first.",
-                      highlight=False)
+        console.print(printable(f"no records of suite {spec.name} (protocol {spec.protocol}) "
+                                f"under {root}: run `recbench suite run {spec.name} ...` "
+                                "first."), highlight=False)
         return
     _emit(shown, fmt, ci, output)
