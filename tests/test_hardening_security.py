@@ -331,4 +331,4 @@ def test_a_home_with_markup_in_its_name_prints_literally(tmp_path):
     home = tmp_path / "h[/]o[red]me"
     result = CliRunner().invoke(app, ["leaderboard", "--home", str(home)])
     assert result.exit_code == 0, result.output
-    assert f"no results yet under {home}" in result.output
+    assert f"no results yet under {home}" in " ".join(result.output.split())
