@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from recbench.core.atomic import atomic_file
 from recbench.core.config import (
     ClosedConfig,
     Count,
@@ -232,10 +233,9 @@ def _readable_checkpoint(path: Path, reporter: Reporter, module: nn.Module,
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # never another process's temp file
-    torch.save(state, tmp)
-    tmp.replace(path)
+    # a unique temp file beside it, removed if the save fails (full disk, SIGTERM)
+    with atomic_file(path) as tmp:
+        torch.save(state, tmp)
 
 
 def random_state(rng: np.random.Generator | None = None) -> dict[str, Any]:
