@@ -245,13 +245,16 @@ def read_csv_checked(
         elif cut and last.strip() and notes is not None:
             notes.append(f"{path.name}: line {n_lines} has no newline but is a complete row; "
                          "kept (the file may have been cut at a line boundary)")
+    # The header's last column is read too: a line short of fields has no value there.
+    wanted = list(dict.fromkeys([*columns, header[-1]])) if header else list(columns)
     try:
-        df = pl.read_csv(
+        full = pl.read_csv(
             source, separator=separator, has_header=has_header,
             new_columns=list(new_columns) if new_columns else None,
-            columns=list(columns) if has_header else None,
+            columns=wanted if has_header else None,
             infer_schema=False, quote_char=quote_char,
-        ).select(list(columns))
+        )
+        df = full.select(list(columns))
     except POLARS_ERRORS as exc:
         check_utf8(path)
         bad = _first_bad_line(path, header, columns, separator, quote_char, has_header)
@@ -261,13 +264,12 @@ def read_csv_checked(
     if df.height == 0 and not allow_empty:
         raise DataError(f"{path}: no data lines{' after the header' if has_header else ''} "
                         f"(expected columns {_describe(columns)})")
-    # Polars pads a short line with nulls: re-parse only the lines that came out with a null.
+    # Polars pads a short line with nulls: re-parse only the lines without a last field.
     # (A line with more fields than the header is an error of read_csv, so a line whose last
     # field is there is complete: an empty field before it is just empty.)
-    short = pl.any_horizontal([pl.col(c).is_null() for c in columns])
-    if header and header[-1] in columns:
-        short = short & pl.col(header[-1]).is_null()
-    null_rows = df.select(short.arg_true()).to_series().to_numpy()
+    short = pl.col(header[-1]).is_null() if header else pl.lit(False)
+    null_rows = full.select(short.arg_true()).to_series().to_numpy()
+    del full
     if len(null_rows):
         bad = _short_line(source, null_rows + int(has_header), len(header), separator, quote_char)
         if bad:
@@ -291,7 +293,8 @@ def _split(line: str, separator: str, quote_char: str | None) -> list[str] | Non
     its limit, a stray quote)."""
     try:
         return next(csv.reader([line], delimiter=separator, quotechar=quote_char or "\x00",
-                               quoting=csv.QUOTE_MINIMAL if quote_char else csv.QUOTE_NONE))
+                               quoting=csv.QUOTE_MINIMAL if quote_char else csv.QUOTE_NONE,
+                               strict=True))
     except (csv.Error, StopIteration):
         return None
 
