@@ -24,7 +24,7 @@ import polars as pl
 from pydantic import ValidationError
 
 from recbench.core import paths
-from recbench.core.atomic import publish_bytes, write_bytes
+from recbench.core.atomic import atomic_file, publish_bytes, write_bytes
 from recbench.core.errors import DataError
 from recbench.core.hashing import stable_hash
 from recbench.core.names import path_component, within
@@ -108,7 +108,8 @@ class ResultStore:
         if predictions is not None:
             pred_path = path.with_name(
                 f"{path.stem}.{path_component(record.attempt)}{PREDICTIONS_SUFFIX}")
-            _write_parquet(predictions, pred_path)
+            with atomic_file(pred_path) as tmp:  # a full disk: one line, no temp file left
+                predictions.write_parquet(tmp, compression="zstd")
             record = record.model_copy(update={"predictions": pred_path.name})
         data = (json.dumps(record.model_dump(mode="json"), indent=2, sort_keys=True, default=str)
                 + "\n").encode()
@@ -179,17 +180,6 @@ def read_record(path: Path) -> Record | str:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "record"
         return f"not a valid result record ({where}: {first['msg']})"
-
-
-def _write_parquet(frame: pl.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        frame.write_parquet(tmp, compression="zstd")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
 
 
 def export_records(records: list[Record], path: Path) -> None:
