@@ -332,3 +332,15 @@ def test_a_home_with_markup_in_its_name_prints_literally(tmp_path):
     result = CliRunner().invoke(app, ["leaderboard", "--home", str(home)])
     assert result.exit_code == 0, result.output
     assert f"no results yet under {home}" in " ".join(result.output.split())
+
+
+def test_log_lines_for_the_terminal_escape_control_bytes():
+    import logging
+
+    from recbench.cli.app import _TerminalFormatter
+
+    record = logging.LogRecord("recbench.data", logging.WARNING, __file__, 1,
+                               "dropped header %s", ("\x1b]0;pwned\x07",), None)
+    line = _TerminalFormatter("%(levelname)s %(message)s").format(record)
+    assert "\x1b" not in line and "\x07" not in line
+    assert line == "WARNING dropped header \\x1b]0;pwned\\x07"

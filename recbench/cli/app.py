@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from recbench.core.errors import DiskFullError, Interrupted, RecbenchError, is_disk_full
-from recbench.core.progress import printable
+from recbench.core.progress import escape_controls, printable
 
 app = typer.Typer(
     name="recbench",
@@ -81,10 +81,17 @@ def _terminate(signum: int, _frame: object) -> None:
 HOME_HELP = "Where datasets, caches and results live (default: $RECBENCH_HOME or ./.recbench)."
 
 
+class _TerminalFormatter(logging.Formatter):
+    """Log lines for a terminal: control bytes from data (an ESC in a raw file) are escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return escape_controls(super().format(record))
+
+
 def setup_logging(verbose: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_TerminalFormatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)

@@ -28,6 +28,14 @@ def printable(text: object) -> str:
     """
     from rich.markup import escape
 
+    return escape(escape_controls(text))
+
+
+def escape_controls(text: object) -> str:
+    """`text` with control bytes and bidi overrides shown as ``\\xNN`` / ``\\uNNNN`` escapes.
+
+    For plain-text outputs (log lines) that no Rich console renders; newlines and tabs stay.
+    """
     out = []
     for ch in str(text):
         if ch in "\n\t":
@@ -37,7 +45,7 @@ def printable(text: object) -> str:
             out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
         else:
             out.append(ch)
-    return escape("".join(out))
+    return "".join(out)
 
 
 def render(message: str) -> str:
