@@ -33,7 +33,7 @@ import polars as pl
 
 from recbench.core.errors import DataError, MissingRawFilesError
 from recbench.data.raw import RawTables
-from recbench.data.rawfiles import find_file, read_csv_checked, shown
+from recbench.data.rawfiles import check_utf8, find_file, read_csv_checked, shown
 
 DEFAULTS: dict[str, Any] = {"variant": "auto"}
 VARIANTS = ("auto", "50k", "100k")
@@ -158,7 +158,8 @@ def _titles(path: Path, notes: list[str]) -> pl.DataFrame:
 
 def _headerless_titles(path: Path, has_header: bool) -> pl.DataFrame:
     """`item, title` lines split on the first comma: titles may hold unquoted commas."""
-    text = path.read_text(encoding="utf-8", errors="replace")
+    check_utf8(path)
+    text = path.read_text(encoding="utf-8")
     lines = (
         pl.DataFrame({"raw": pl.Series(text.split("\n"), dtype=pl.Utf8)})
         .with_row_index("line", offset=1)

@@ -47,7 +47,7 @@ import polars as pl
 
 from recbench.core.errors import DataError, MissingRawFilesError
 from recbench.data.raw import NegativeMode, RawTables
-from recbench.data.rawfiles import find_file, read_csv_checked, shown
+from recbench.data.rawfiles import POLARS_ERRORS, check_utf8, find_file, read_csv_checked, shown
 
 DEFAULTS: dict[str, Any] = {"layout": "auto"}
 LAYOUTS = {
@@ -206,11 +206,12 @@ def _australian_reviews(path: Path, notes: list[str]) -> pl.DataFrame:
 def _steam_reviews(path: Path, notes: list[str]) -> pl.DataFrame:
     try:
         lines = pl.read_csv(path, has_header=False, separator="\x1f", quote_char=None,
-                            new_columns=["text"], schema={"text": pl.Utf8},
-                            encoding="utf8-lossy")
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise DataError(f"{path}: could not be read as text lines "
-                        f"({str(exc).splitlines()[0][:120]})") from None
+                            new_columns=["text"], schema={"text": pl.Utf8})
+    except (*POLARS_ERRORS, OSError) as exc:
+        if path.suffix != ".gz":
+            check_utf8(path)
+        raise DataError(f"{path}: could not be read as UTF-8 text lines "
+                        f"({shown(str(exc).splitlines()[0], 120)})") from None
     df = (lines.with_row_index("line", offset=1)
           .filter(pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != "")))
     if df.height == 0:
@@ -367,7 +368,7 @@ def _literal_lines(path: Path, notes: list[str]) -> Iterator[tuple[int, Any]]:
     if not path.is_file():
         raise MissingRawFilesError(f"{path}: file not found")
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8", errors="replace", newline="\n") as fh:
+    with opener(path, "rt", encoding="utf-8", newline="\n") as fh:
         for number, line in _numbered(fh, path):
             if not line.strip():
                 continue
@@ -396,6 +397,11 @@ def _numbered(fh, path: Path) -> Iterator[tuple[int, str]]:
             yield number, line
     except (OSError, EOFError) as exc:  # e.g. a damaged .gz
         raise DataError(f"{path}: could not be read after line {number} ({exc})") from None
+    except UnicodeDecodeError:  # the text stream decodes ahead: check_utf8 names the line
+        if path.suffix != ".gz":
+            check_utf8(path)
+        raise DataError(f"{path}: not valid UTF-8 text after line {number}; expected a UTF-8 "
+                        "file") from None
 
 
 def _literal(line: str) -> Any:
