@@ -3,8 +3,9 @@
 The page must be one self-contained file (no script, no external CSS/fonts/images). This script
 renders it either from the records under a recbench home or from generated demo records shaped
 like RecBench Tables 4-5 (five datasets, groups A-F for CTR and G-J for SeqRec, a row missing a
-dataset, a dataset prepared in two versions, a superseded rerun), checks that it references
-nothing external, and saves `leaderboard.html` and `leaderboard.png` in the output folder.
+dataset, a dataset prepared in two versions, rows with three seeds), checks that it references
+nothing external and draws an error bar (the CI of Overall) for every plotted row that has one,
+and saves `leaderboard.html` and `leaderboard.png` in the output folder.
 
 Usage:
     python scripts/check_leaderboard_html.py --demo --out-dir /tmp/lb
@@ -95,8 +96,15 @@ def demo_records() -> list[Record]:
     # The same dataset prepared again (new manifest hash) must get its own column.
     add("A", "DNN", "train", "ctr", "mind", 0.6811, 0.45, version="3f2a9c0000000000", day=5)
     add("C", "DNN_emb", "train", "ctr", "mind", 0.7209, 1.30, version="3f2a9c0000000000", day=5)
-    # An older run of a cell (another seed, finished earlier): superseded by the newer one.
-    add("A", "GDCN", "train", "ctr", "mind", 0.6601, 0.70, day=1, seed=1)
+    # Two more seeds of a few rows (same config): their cells show mean ± std, a t-interval
+    # over seeds, and Overall an error bar in the plot.
+    for task, rows in (("ctr", CTR_ROWS), ("seq", SEQ_ROWS)):
+        for group, model, mode, values, latency in rows[1:4]:
+            for seed in (1, 2):
+                for dataset, value in zip(DATASETS, values, strict=True):
+                    if value is not None:
+                        add(group, model, mode, task, dataset,
+                            value * rng.uniform(0.97, 1.03), latency, seed=seed)
     return records
 
 
@@ -149,17 +157,25 @@ def main(argv: list[str] | None = None) -> int:
     else:
         home = args.home
         records = list(ResultStore(home).records())
-    tables = [t for t in (build_table(records, task) for task in ("ctr", "seq")) if t.rows]
+    store = None if args.demo else ResultStore(home)  # predictions: markers, bootstrap CIs
+    tables = [t for t in (build_table(records, task, store=store) for task in ("ctr", "seq"))
+              if t.rows]
     if not tables:
         raise SystemExit(f"no records under {home}")
     page = render_html(tables)
     bad = external_references(page)
     if bad:
         raise SystemExit(f"the page references external resources: {bad}")
+    with_ci = sum(r.overall_ci is not None and r.latency_ms is not None
+                  for t in tables for r in t.rows)
+    bars = page.count('class="errorbar"')
+    if bars != with_ci:
+        raise SystemExit(f"{with_ci} plotted rows have a CI of Overall but the page draws "
+                         f"{bars} error bars")
     html_path = args.out_dir / "leaderboard.html"
     html_path.write_text(page)
     print(f"{html_path}: {len(page):,} bytes, {sum(len(t.rows) for t in tables)} rows, "
-          "no external references")
+          f"{bars} error bars, no external references")
     if not args.no_screenshot:
         png = args.out_dir / "leaderboard.png"
         screenshot(find_browser(args.chromium), html_path, png, args.window_size)

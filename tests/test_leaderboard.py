@@ -14,7 +14,13 @@ import pytest
 from typer.testing import CliRunner
 
 from recbench.core.errors import UnknownNameError
-from recbench.results.leaderboard import LeaderboardTable, build_table, render, render_many
+from recbench.results.leaderboard import (
+    LeaderboardTable,
+    build_table,
+    render,
+    render_many,
+    scatter_svg,
+)
 from recbench.results.record import Hardware, LatencyStats, Record
 from recbench.results.store import ResultStore
 
@@ -505,3 +511,13 @@ rows:
     assert "suite mini v1, Mini table" in result.output
     assert "strong-row" in result.output and "Same" not in result.output  # only the suite's rows
     assert "±" in result.output and "95% CI: 1 cell(s): t-interval over seeds" in result.output
+
+
+def test_error_bars_stay_inside_the_plot(seeded):
+    table, _ = seeded
+    svg, _ = scatter_svg(table)
+    bars = re.findall(r'class="errorbar" d="M([\d.]+) ([\d.-]+)V([\d.-]+)', svg)
+    assert len(bars) == len(table.rows)
+    top, bottom = 20, 520 - 56  # the plot area of scatter_svg's default size
+    for _, y0, y1 in bars:
+        assert top <= float(y1) <= float(y0) <= bottom

@@ -1161,9 +1161,9 @@ def scatter_svg(table: LeaderboardTable, width: int = 960, height: int = 520,
         interval = ""
         if row.overall_ci is not None:
             lo, hi = row.overall_ci
-            y_lo, y_hi = sy(max(lo, y_lo_axis)), sy(min(hi, y_hi_axis))
-            svg.append(f'<path class="errorbar" d="M{x:.1f} {y_lo:.1f}V{y_hi:.1f}'
-                       f'M{x - 4:.1f} {y_lo:.1f}h8M{x - 4:.1f} {y_hi:.1f}h8" '
+            bar_lo, bar_hi = sy(max(lo, y_lo_axis)), sy(min(hi, y_hi_axis))
+            svg.append(f'<path class="errorbar" d="M{x:.1f} {bar_lo:.1f}V{bar_hi:.1f}'
+                       f'M{x - 4:.1f} {bar_lo:.1f}h8M{x - 4:.1f} {bar_hi:.1f}h8" '
                        f'stroke="{color}" stroke-width="1.5" fill="none"/>')
             interval = (f", 95% CI [{lo:.4f}, {hi:.4f}] "
                         f"({'t over seeds' if row.overall_ci_method == CI_T else 'bootstrap'})")
