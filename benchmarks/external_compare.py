@@ -2,30 +2,44 @@
 
     .extvenv/bin/python benchmarks/external_compare.py [--dataset amazon-beauty]
         [--size small] [--home .recbench] [--only recbole|fuxictr] [--threads 1]
+        [--seq-epochs N] [--ctr-epochs N] [--patience N] [--recbench-only]
 
 Issue 4: the prepared split under `--home` is exported into each library's own input format,
 trained there with the library's own trainer, and the SAME test rows are scored and judged by
 recbench's metric code (`recbench.metrics`) and latency protocol (`recbench.latency.measure`:
 batch 1, `--threads` threads, 20 warm-up rows, then up to 1,000 test rows, raw row -> scores).
-recbench's own numbers come from its result records for the same dataset version.
+
+Like for like (issue 13): both sides train in this script, one after the other, in this
+process, at the same pinned thread count (`--threads`, `recbench.core.hardware.pin_threads`;
+recbench's run gets it as `train_threads` and `latency_threads`). recbench's run goes through
+`recbench.runner.run` (`--overwrite always`, so its train time is measured here, not read from
+an older record), and its record is then selected by that run's config hash (and dataset
+version and seed), never "the newest record". The peers' batch size, learning rate, width,
+depth, dropout, epochs and patience are read from the config that recbench ran with; the batch
+size is the one recbench trained at (`seq_batch_size` of the SeqRec split,
+`auto_batch_size` of the CTR split when the config leaves it to the data).
 
 - RecBole SASRec (SeqRec, full ranking): atomic files with `benchmark_filename`
   train/valid/test, so RecBole splits nothing itself. Each recbench train row (history +
   target, one sequence per user) becomes RecBole's own augmentation of that sequence (every
   prefix predicts its next item), the same predictions recbench's causal objective trains on;
   valid/test rows are history -> target. An `.item` file lists the whole catalogue, so every
-  item has a RecBole id and a score. 3 layers, d = 64, 2 heads, FFN 64, dropout 0.2, ReLU (as
-  recbench's SASRec-3L), CE loss over the full softmax, lr 1e-3, batch 256, early stopping on
-  valid NDCG@10. Test scores: `full_sort_predict` over every item, reordered to recbench's ids.
+  item has a RecBole id and a score. Layers, d, heads, FFN width (= d), dropout, lr, batch size,
+  epochs and patience from recbench's SASRec-3L config (3, 64, 2, 64, 0.2, 1e-3, the capped
+  256), ReLU, CE loss over the full softmax, early stopping on valid NDCG@10. The best
+  epoch's weights are kept in memory as RecBole saves them (its checkpoint file also pickles
+  its config, and nothing here unpickles a file). Test scores: `full_sort_predict` over every
+  item, reordered to recbench's ids.
 - FuxiCTR DCNv2 (CTR): CSV with `item_id` (categorical), `history` (sequence, "^"-joined,
   sharing the item embedding, masked mean pooling: recbench's user field u) and `user_id`
   (meta, the gAUC group); FuxiCTR's `FeatureProcessor` + `build_dataset` fit the vocabulary on
   train only. The model_zoo DCNv2 class is not in the fuxictr wheel, so `FuxiDCNv2` assembles
   the parallel DCNv2 from the wheel's layers (`FeatureEmbedding`, `CrossNetV2`, `MLP_Block`)
   on its `BaseModel` (trainer, early stopping, lr /10 on plateau, best checkpoint restored).
-  Embedding 64, 3 cross layers, MLP 256-128-64 with batch norm and dropout 0.1, lr 1e-3, batch
-  450, gradient clip 5 (as recbench's DCNv2); early stopping on valid gAUC (recbench's
-  criterion; FuxiCTR's gAUC weights users by rows, and every user here has 4 rows).
+  Embedding, cross layers, MLP widths, batch norm, dropout, lr, batch size and gradient clip
+  from recbench's DCNv2 config (64, 3, 256-128-64, on, 0.1, 1e-3, auto, 5 by default); early
+  stopping on valid gAUC (recbench's criterion; FuxiCTR's gAUC weights users by rows, and
+  every user here has 4 rows).
 
 Environment (kept apart from recbench's .venv; versions that run these two libraries):
     python3 -m venv .extvenv && P=.extvenv/bin/pip
@@ -34,7 +48,7 @@ Environment (kept apart from recbench's .venv; versions that run these two libra
     $P install "numpy<2" "pandas<3" "polars<2" "pyarrow<19" scipy scikit-learn pyyaml tqdm h5py \
         colorlog==4.7.2 colorama==0.4.4 tensorboard thop tabulate plotly texttable psutil \
         Keras-Preprocessing pydantic threadpoolctl
-    $P install --no-deps -e .                    # recbench's metrics and latency protocol
+    $P install -e . "numpy<2" "polars<2"       # recbench itself: its side trains here too
 Why: RecBole 1.2.1 aliases `np.float_` and FuxiCTR uses `np.Inf` (both gone in NumPy 2);
 FuxiCTR calls `pl.scan_csv(dtypes=...)` (removed in Polars 2); pandas 3 and pyarrow 26 need
 NumPy 2 (pyarrow 18.1 does not); ray is left out (RecBole pins ray <= 2.6.3 for
@@ -69,7 +83,12 @@ import polars as pl
 import torch
 
 from recbench import metrics
+from recbench.core.hardware import pin_threads
 from recbench.latency import measure
+from recbench.models.ctr.base import auto_batch_size
+from recbench.models.torch_base import seq_batch_size
+from recbench.runner import RunRequest
+from recbench.runner import run as run_recbench
 
 HISTORY = 20  # recbench's max_history: SASRec's max_seq_length and the CTR history length
 SEED = 0
@@ -108,7 +127,7 @@ def per_user(user: np.ndarray, label: np.ndarray, scores: np.ndarray) -> np.ndar
 
 
 def load_split(home: Path, dataset: str, size: str) -> Split:
-    root = home / "datasets" / dataset / size
+    root = home / "datasets" / dataset / "recbench-v1" / size
     manifest = json.loads((root / "manifest.json").read_text())
     n_items = pl.read_parquet(root / "items.parquet", columns=["item_id"]).height
     seq = {s: pl.read_parquet(root / "seq" / f"{s}.parquet") for s in ("train", "valid", "test")}
@@ -133,32 +152,77 @@ def fresh_dir(path: Path) -> Path:
     return path
 
 
-# --- recbench's own records -----------------------------------------------------------------
+# --- recbench, trained here -----------------------------------------------------------------
+
+def train_recbench(args: argparse.Namespace, group: str, model: str, task: str) -> dict:
+    """Train and evaluate recbench's `model` on the split in this process, at `--threads`;
+    returns the resolved config of the run (its `config_hash` selects the record)."""
+    sets: dict[str, object] = {"train_threads": args.threads, "latency_threads": args.threads,
+                               "latency_samples": args.latency_samples}
+    epochs = args.seq_epochs if task == "seq" else args.ctr_epochs
+    if epochs is not None:
+        sets["epochs"] = epochs
+    if args.patience is not None:
+        sets["patience"] = args.patience
+    req = RunRequest(group=group, model=model, datasets=[args.dataset], size=args.size,
+                     seed=SEED, home=args.home, sets=sets, task=task, overwrite="always")
+    (outcome,) = run_recbench(req)
+    if outcome.record is None:
+        raise SystemExit(f"recbench {group}/{model}: {outcome.status} (another process holds "
+                         "the key); rerun when it is done")
+    return {"config_hash": outcome.record.config_hash, **outcome.record.config}
+
 
 def recbench_result(home: Path, split: Split, dataset: str, group: str, model: str,
-                    task: str, keys: tuple[str, ...]) -> Result | None:
-    """The newest finished record of (group, model) on this dataset version, or None."""
-    records = []
-    for path in (home / "results" / dataset / group / model).glob("*.json"):
-        rec = json.loads(path.read_text())
-        if rec.get("dataset_version") == split.content_hash and not rec.get("smoke"):
-            records.append(rec)
-    if not records:
-        return None
-    rec = max(records, key=lambda r: r["finished_at"])
+                    task: str, keys: tuple[str, ...], config_hash: str) -> Result:
+    """The finished record of (group, model) on this dataset version with `config_hash` and
+    the script's seed: the run `train_recbench` just made, whatever else the store holds."""
     folder = home / "results" / dataset / group / model
+    records = []
+    for path in folder.glob("*.json"):
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue  # not a record (the store skips such files too)
+        if (isinstance(rec, dict) and rec.get("config_hash") == config_hash
+                and rec.get("dataset_version") == split.content_hash
+                and rec.get("seed") == SEED and not rec.get("smoke")):
+            records.append(rec)
+    if len(records) != 1:
+        raise SystemExit(f"{folder}: {len(records)} records with config hash {config_hash} on "
+                         f"version {split.content_hash}, seed {SEED}; expected exactly one")
+    (rec,) = records
     pred = pl.read_parquet(folder / rec["predictions"]).sort("row")
     per_unit = (per_row_ndcg(pred["rank_full"].to_numpy()) if task == "seq" else
                 per_user(pred["user_id"].to_numpy(), pred["label"].to_numpy(),
                          pred["score"].to_numpy()))
     protocol = "full" if task == "seq" else "ctr"
     lat = rec.get("latency") or {}
-    training = [n for n in rec.get("notes", []) if n.startswith("training:")]
-    if any("'resumed_from_epoch': None" not in n for n in training):
-        training.append("resumed run: its train_seconds count only the epochs after the resume")
+    training = [n for n in rec.get("notes", []) if n.startswith(("training:", "batch size"))]
     return Result("recbench", model, task, {k: rec["metrics"][protocol][k] for k in keys},
                   rec.get("train_seconds"), lat.get("mean_ms"), lat.get("p50_ms"), per_unit,
-                  [f"record {rec['key']}", *training])
+                  [f"record {rec['key']} (config {config_hash}), trained here at "
+                   f"{rec['config']['eval']['train_threads']} thread(s)", *training])
+
+
+def seq_settings(config: dict, split: Split) -> dict:
+    """What RecBole's SASRec takes from recbench's: the batch size it trained at, and the
+    rest of its model config."""
+    m = config["model"]
+    return {"batch_size": seq_batch_size(split.seq["train"].height, m["batch_size"]),
+            "lr": m["lr"], "dim": m["dim"], "n_layers": m["n_layers"], "heads": m["heads"],
+            "dropout": m["dropout"], "epochs": m["epochs"], "patience": m["patience"]}
+
+
+def ctr_settings(config: dict, split: Split) -> dict:
+    """What FuxiCTR's DCNv2 takes from recbench's DCNv2 config (batch size: as recbench
+    resolved it for this split when the config leaves it to the data)."""
+    m = config["model"]
+    batch = m["batch_size"] or auto_batch_size(split.ctr["train"].height)
+    return {"batch_size": batch, "lr": m["lr"], "dim": m["dim"],
+            "cross_layers": m["cross_layers"], "hidden": list(m["hidden"]),
+            "dropout": m["dropout"], "batch_norm": m["batch_norm"], "grad_clip": m["grad_clip"],
+            "epochs": m["epochs"], "patience": m["patience"]}
 
 
 # --- RecBole SASRec -------------------------------------------------------------------------
@@ -191,7 +255,7 @@ def export_recbole(split: Split, out: Path, name: str) -> None:
         f.writelines(f"{i}\n" for i in range(split.n_items))
 
 
-def run_recbole(split: Split, work: Path, args: argparse.Namespace) -> Result:
+def run_recbole(split: Split, work: Path, args: argparse.Namespace, cfg: dict) -> Result:
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
     from recbole.data.interaction import Interaction
@@ -206,11 +270,13 @@ def run_recbole(split: Split, work: Path, args: argparse.Namespace) -> Result:
         "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": None,
         "load_col": {"inter": ["user_id", "item_id_list", "item_id"], "item": ["item_id"]},
         "alias_of_item_id": ["item_id_list"], "MAX_ITEM_LIST_LENGTH": HISTORY,
-        "n_layers": 3, "n_heads": 2, "hidden_size": 64, "inner_size": 64,
-        "hidden_dropout_prob": 0.2, "attn_dropout_prob": 0.2, "hidden_act": "relu",
+        "n_layers": cfg["n_layers"], "n_heads": cfg["heads"], "hidden_size": cfg["dim"],
+        "inner_size": cfg["dim"], "hidden_dropout_prob": cfg["dropout"],
+        "attn_dropout_prob": cfg["dropout"], "hidden_act": "relu",
         "loss_type": "CE", "train_neg_sample_args": None,
-        "learning_rate": 1e-3, "train_batch_size": 256, "eval_batch_size": 256,
-        "epochs": args.seq_epochs, "stopping_step": args.patience, "eval_step": 1,
+        "learning_rate": cfg["lr"], "train_batch_size": cfg["batch_size"],
+        "eval_batch_size": 256,
+        "epochs": cfg["epochs"], "stopping_step": cfg["patience"], "eval_step": 1,
         "eval_args": {"order": "TO", "mode": "full"},
         "metrics": ["NDCG", "Hit", "MRR"], "topk": [10], "valid_metric": "NDCG@10",
         "device": "cpu", "use_gpu": False, "seed": SEED, "reproducibility": True,
@@ -230,13 +296,14 @@ def run_recbole(split: Split, work: Path, args: argparse.Namespace) -> Result:
 
     with working_dir(work):  # RecBole's trainer writes log_tensorboard/ into the cwd
         trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+        best = keep_best_weights(trainer, model)
         start = time.perf_counter()
         best_valid, _ = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
         train_seconds = time.perf_counter() - start
     epochs_run = len(trainer.train_loss_dict)
-    # torch >= 2.6 loads weights only by default; RecBole's checkpoint also pickles its config.
-    state = torch.load(trainer.saved_model_file, map_location="cpu", weights_only=False)
-    model.load_state_dict(state["state_dict"])
+    # the best epoch's weights, as RecBole saved them; its file also pickles the config, and a
+    # pickle under HOME is never loaded
+    model.load_state_dict(best)
     model.eval()
 
     def histories(rows: pl.DataFrame) -> Interaction:
@@ -272,6 +339,20 @@ def run_recbole(split: Split, work: Path, args: argparse.Namespace) -> Result:
                    f"{dataset.item_num - 1} items",
                    f"RecBole's own test evaluator: ndcg@10 {own['ndcg@10']:.4f}, "
                    f"hit@10 {own['hit@10']:.4f}"])
+
+
+def keep_best_weights(trainer, model) -> dict[str, torch.Tensor]:
+    """A dict that always holds the weights RecBole's trainer last saved as its best."""
+    best: dict[str, torch.Tensor] = {}
+    save = trainer._save_checkpoint
+
+    def save_and_keep(*a, **kw):
+        best.clear()
+        best.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return save(*a, **kw)
+
+    trainer._save_checkpoint = save_and_keep
+    return best
 
 
 # --- FuxiCTR DCNv2 --------------------------------------------------------------------------
@@ -326,7 +407,7 @@ def fuxi_dcnv2_class():
     return FuxiDCNv2
 
 
-def run_fuxictr(split: Split, work: Path, args: argparse.Namespace) -> Result:
+def run_fuxictr(split: Split, work: Path, args: argparse.Namespace, cfg: dict) -> Result:
     from fuxictr.features import FeatureMap
     from fuxictr.preprocess import FeatureProcessor, build_dataset
     from fuxictr.pytorch.dataloaders import RankDataLoader
@@ -350,25 +431,26 @@ def run_fuxictr(split: Split, work: Path, args: argparse.Namespace) -> Result:
                                  group_id="user_id")
     train_path, valid_path, test_path = build_dataset(
         processor, train_data=csv["train"], valid_data=csv["valid"], test_data=csv["test"])
-    params = {"embedding_dim": 64, "group_id": "user_id"}
+    params = {"embedding_dim": cfg["dim"], "group_id": "user_id"}
     feature_map = FeatureMap(dataset_id, processor.data_dir)
     feature_map.load(os.path.join(processor.data_dir, "feature_map.json"), params)
-    loader = dict(batch_size=450, data_format="parquet", num_workers=0)
+    loader = dict(batch_size=cfg["batch_size"], data_format="parquet", num_workers=0)
     train_gen, valid_gen = RankDataLoader(feature_map, stage="train", train_data=train_path,
                                           valid_data=valid_path, **loader).make_iterator()
     test_gen = RankDataLoader(feature_map, stage="test", test_data=test_path,
                               **loader).make_iterator()
 
     model = fuxi_dcnv2_class()(
-        feature_map, embedding_dim=64, num_cross_layers=3, hidden_units=[256, 128, 64],
-        net_dropout=0.1, batch_norm=True, learning_rate=1e-3, optimizer="adam",
+        feature_map, embedding_dim=cfg["dim"], num_cross_layers=cfg["cross_layers"],
+        hidden_units=cfg["hidden"], net_dropout=cfg["dropout"], batch_norm=cfg["batch_norm"],
+        learning_rate=cfg["lr"], optimizer="adam",
         loss="binary_crossentropy", gpu=-1, monitor={args.ctr_monitor: 1}, monitor_mode="max",
-        early_stop_patience=args.patience, metrics=["logloss", "AUC", "gAUC"],
+        early_stop_patience=cfg["patience"], metrics=["logloss", "AUC", "gAUC"],
         model_root=str(work / "checkpoints"), verbose=0)
     os.makedirs(model.model_dir, exist_ok=True)  # FuxiCTR's run_expid.py makes it, not fit()
     start = time.perf_counter()
-    model.fit(train_gen, validation_data=valid_gen, epochs=args.ctr_epochs,
-              max_gradient_norm=5.0)
+    model.fit(train_gen, validation_data=valid_gen, epochs=cfg["epochs"],
+              max_gradient_norm=cfg["grad_clip"] or 0.0)
     train_seconds = time.perf_counter() - start
     epochs_run = model._epoch_index + 1
     best_epoch = epochs_run - model._stopping_steps

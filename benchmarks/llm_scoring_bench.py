@@ -85,7 +85,7 @@ def dataset_workload(home: Path, dataset: str, size: str, users: int, per_user: 
 
     from recbench.models.llm.prompts import item_texts, row_texts
 
-    folder = home / "datasets" / dataset / size
+    folder = home / "datasets" / dataset / "recbench-v1" / size
     if not (folder / "ctr" / "test.parquet").is_file():
         return None
     texts = item_texts(pl.read_parquet(folder / "items.parquet"))

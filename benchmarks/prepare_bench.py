@@ -425,7 +425,7 @@ def _check_constants() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import pandas_protocol
 
-    from recbench.data import protocol
+    from recbench.data.protocols import recbench_v1 as protocol
 
     for name in ("MAX_HISTORY", "N_SAMPLED_NEGATIVES", "VALID_FRACTION", "MAX_REAL_NEGATIVES"):
         ours, theirs = getattr(protocol, name, None), getattr(pandas_protocol, name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import logging
+import re
 import shutil
 import socket
 import subprocess
@@ -25,11 +26,20 @@ import recbench
 from recbench.core import paths
 from recbench.core.config import EvalConfig, config_hash, load_yaml, resolve
 from recbench.core.errors import AlreadyExistsError, ConfigError, DataError, Interrupted
-from recbench.core.hardware import fingerprint
+from recbench.core.hardware import fingerprint, pin_threads
 from recbench.core.names import check_name
+from recbench.core.nodelock import node_exclusive
 from recbench.core.progress import Reporter
 from recbench.data.catalog import not_prepared_error
-from recbench.data.prepare import load_manifest, prepare, prepared_path, read_split
+from recbench.data.prepare import (
+    load_manifest,
+    prepare,
+    prepared_path,
+    prepared_protocols,
+    read_split,
+    resolve_protocol,
+)
+from recbench.data.protocols import DEFAULT_PROTOCOL, manifest_tasks, protocol_name
 from recbench.evaluation import EVALUATORS
 from recbench.groups import get_group
 from recbench.latency import measure
@@ -60,8 +70,11 @@ class RunRequest:
     task: str | None = None
     home: Path | None = None
     flags: dict[str, Any] = field(default_factory=dict)  # explicit CLI flags, highest precedence
+    # evaluation protocol (name or family); None: each dataset's only prepared protocol
+    protocol: str | None = None
     executor: str | None = None  # recorded: local | ray | slurm when a sweep dispatched it
     attempt: str | None = None  # this try's id (default: a fresh one); names its predictions
+    node: str | None = None  # recorded (default: the host); a sweep names its Ray node too
     lease_stale_s: float = DEFAULT_STALE_S  # a key's lease silent this long is taken over
 
 
@@ -119,6 +132,12 @@ class _Resolved:
     cells: list[tuple[str, str, dict, str]]  # (dataset, task, manifest, key)
 
 
+def resolve_request(req: RunRequest, reporter: Reporter | None = None) -> _Resolved:
+    """`req` resolved (model class, validated configs, prepared datasets, keys), running
+    nothing: for callers that train outside a record, e.g. `recbench tune` trials."""
+    return _resolve(req, reporter or Reporter())
+
+
 def _resolve(req: RunRequest, reporter: Reporter) -> _Resolved:
     home = paths.home(req.home)
     group = get_group(req.group)
@@ -136,11 +155,13 @@ def _resolve(req: RunRequest, reporter: Reporter) -> _Resolved:
         tasks = [req.task]
     if req.overwrite not in ("never", "only-missing", "always"):
         raise ConfigError(f"--overwrite {req.overwrite!r}: choose never, only-missing or always")
-    if req.device.startswith("cuda"):
-        _check_cuda()
+    _check_device(req.device)
+    if isinstance(req.seed, bool) or not isinstance(req.seed, int) or req.seed < 0:
+        raise ConfigError(f"--seed {req.seed!r}: expected an integer >= 0")
     if not req.lease_stale_s > 0:
         raise ConfigError(f"lease_stale_s {req.lease_stale_s!r}: expected a positive number of "
                           "seconds")
+    protocol = protocol_name(req.protocol) if req.protocol is not None else None
     for dataset in req.datasets:  # names become paths: checked before anything loads
         _check_dataset(home, dataset, req.size)
 
@@ -153,11 +174,11 @@ def _resolve(req: RunRequest, reporter: Reporter) -> _Resolved:
         configs["eval"] = configs["eval"].model_copy(update={
             "latency_samples": min(20, configs["eval"].latency_samples), "latency_warmup": 2})
     chash = config_hash(configs)
-    datasets = req.datasets or _prepared_datasets(home, req.size)
+    datasets = req.datasets or _prepared_datasets(home, req.size, protocol)
     cells = []
     for dataset in datasets:
-        manifest = _ensure_prepared(home, dataset, req.size, req.seed, reporter)
-        for task in tasks:
+        manifest = _ensure_prepared(home, dataset, req.size, req.seed, protocol, reporter)
+        for task in _dataset_tasks(manifest, dataset, tasks, req.task):
             key = run_key(group.name, model_name, manifest["content_hash"], task, chash,
                           req.seed, req.smoke)
             cells.append((dataset, task, manifest, key))
@@ -246,6 +267,9 @@ def _run_one(req, home, group, model_name, stored_as, model_cls, configs, chash,
         ctx = RunContext(seed=req.seed, device=req.device, cache_dir=paths.cache_dir(home),
                          work_dir=work_dir, smoke=req.smoke, log=log,
                          extra={"reporter": reporter})
+        # the thread count is part of the key (EvalConfig.train_threads): pinned before the
+        # model is built, so training, and evaluation after it, run at exactly that many
+        pin_threads(configs["eval"].train_threads)
         _seed_everything(req.seed)
         model = model_cls(configs["model"], ctx)
         log.info("run %s: %s/%s on %s [%s], config %s", key, group, model_name, dataset, task,
@@ -268,9 +292,12 @@ def _run_one(req, home, group, model_name, stored_as, model_cls, configs, chash,
         reporter.stage(f"{group}/{model_name} on {dataset} ({task}): latency, batch 1, "
                        f"{ecfg.latency_threads} thread(s)")
         score_one = model.predict_ctr if task == "ctr" else model.score_items
-        latency = measure(score_one, data.test, n=ecfg.latency_samples,
-                          warmup=ecfg.latency_warmup, threads=ecfg.latency_threads,
-                          device=req.device)
+        # one latency timing per node at a time (recbench.core.nodelock): sweep workers
+        # sharing a host never time while another times
+        with node_exclusive(home, "latency"):
+            latency = measure(score_one, data.test, n=ecfg.latency_samples,
+                              warmup=ecfg.latency_warmup, threads=ecfg.latency_threads,
+                              device=req.device)
         record = Record(
             key=key, group=group, model=stored_as, model_id=model.model_id,
             model_revision=model.model_revision, dataset=dataset, dataset_size=req.size,
@@ -281,8 +308,9 @@ def _run_one(req, home, group, model_name, stored_as, model_cls, configs, chash,
             config_hash=chash, hardware=fingerprint(ecfg.latency_threads),
             recbench_version=recbench.__version__, git_commit=_git_commit(),
             started_at=started, finished_at=_now(), smoke=req.smoke,
-            notes=model.notes() + (["smoke run: tiny subset, not a result"] if req.smoke else []),
-            executor=req.executor, node=socket.gethostname(), attempt=attempt,
+            notes=model.notes() + _protocol_notes(manifest, task)
+            + (["smoke run: tiny subset, not a result"] if req.smoke else []),
+            executor=req.executor, node=req.node or socket.gethostname(), attempt=attempt,
             resumed_from_epoch=getattr(train_result, "resumed_from", None),
         )
         published = store.write(record, preds, supersedes=supersedes)
@@ -311,43 +339,89 @@ def _interrupted(exc: KeyboardInterrupt, work_dir: Path) -> KeyboardInterrupt:
                                "command to resume from it")
 
 
+def _dataset_tasks(manifest: dict, dataset: str, tasks: list[str], asked: str | None
+                   ) -> list[str]:
+    """The run's tasks that the dataset's protocol has rows for (a loo-v1 set has no CTR)."""
+    offered = manifest_tasks(manifest)
+    kept = [t for t in tasks if t in offered]
+    if not kept:
+        protocol = manifest["protocol_version"]
+        wanted = asked or ", ".join(tasks)
+        raise ConfigError(f"dataset {dataset!r} ({manifest['parameters']['size']}, protocol "
+                          f"{protocol}) has no {wanted} rows: {protocol} prepares "
+                          f"{', '.join(offered)} only; prepare it with `--protocol recbench` "
+                          "for CTR")
+    if len(kept) < len(tasks):
+        log.info("%s (%s): no %s rows, running %s", dataset, manifest["protocol_version"],
+                 ", ".join(t for t in tasks if t not in kept), ", ".join(kept))
+    return kept
+
+
+def _protocol_notes(manifest: dict, task: str) -> list[str]:
+    """What a record says about its candidates: sampler, pool, exclusions, seed, tie rule."""
+    block = manifest.get("protocol") or {}
+    if task != "seq" or not block.get("candidates"):
+        return []
+    sampled = "; ".join(
+        f"{split}: {c['n']} {c['sampler']} negatives from {c['pool']}, excluding {c['excludes']}, "
+        f"seed {c['seed']} ({c['file']})" for split, c in block["candidates"].items())
+    return [f"protocol {manifest['protocol_version']}: sampled candidates {sampled}; ties "
+            f"{block.get('ties', 'pessimistic')}"]
+
+
 def load_task_data(home: Path, dataset: str, size: str, task: str, manifest: dict,
                    smoke: bool = False) -> TaskData:
-    splits = {s: read_split(home, dataset, size, f"{task}/{s}") for s in ("train", "valid", "test")}
-    negatives = read_split(home, dataset, size, "seq/test_negatives") if task == "seq" else None
+    protocol = manifest["protocol_version"]
+
+    def read(rel: str) -> pl.DataFrame:
+        return read_split(home, dataset, size, rel, protocol, manifest=manifest)  # sha256-checked
+
+    splits = {s: read(f"{task}/{s}") for s in ("train", "valid", "test")}
+    negatives = read("seq/test_negatives") if task == "seq" else None
     if smoke:
         splits = {s: df.head(SMOKE_ROWS[s]) for s, df in splits.items()}
         if negatives is not None:
             negatives = negatives.head(SMOKE_ROWS["test"])
-    return TaskData(dataset=dataset, task=task, items=read_split(home, dataset, size, "items"),
+    return TaskData(dataset=dataset, task=task, items=read("items"),
                     test_negatives=negatives, manifest=manifest,
-                    path=prepared_path(home, dataset, size), **splits)
+                    path=prepared_path(home, dataset, size, protocol), **splits)
 
 
-def _prepared_datasets(home: Path, size: str) -> list[str]:
-    found = sorted(p.parent.name for p in paths.datasets_dir(home).glob(f"*/{size}/manifest.json"))
+def _prepared_datasets(home: Path, size: str, protocol: str | None = None) -> list[str]:
+    """Datasets prepared at `size` (with `protocol`, or any): datasets/NAME/PROTOCOL/SIZE."""
+    pattern = f"*/{protocol or '*'}/{size}/manifest.json"
+    found = sorted({p.parents[2].name for p in paths.datasets_dir(home).glob(pattern)})
     if not found:
-        raise DataError(f"no dataset is prepared at size {size!r} under {home}: pass --dataset "
-                        f"synthetic, or run `recbench prepare NAME --size {size}` first")
+        with_protocol = f" with protocol {protocol}" if protocol else ""
+        flag = f" --protocol {protocol}" if protocol else ""
+        raise DataError(f"no dataset is prepared at size {size!r}{with_protocol} under {home}: "
+                        f"pass --dataset synthetic, or run `recbench prepare NAME{flag} --size "
+                        f"{size}` first")
     return found
 
 
 def _check_dataset(home: Path, dataset: str, size: str) -> None:
-    """A safe name (recbench.core.names) that is prepared at `size` (or auto-prepared); a typo
-    gets the close matches, not a `prepare` command for the typo."""
+    """A safe name (recbench.core.names), and one that exists: a name that is neither prepared
+    nor in the catalog (a typo) gets its close matches, not a `prepare` command for the typo."""
     check_name(dataset, "dataset name (--dataset)")
-    if dataset in AUTO_PREPARED or (prepared_path(home, dataset, size) / "manifest.json").exists():
+    if dataset in AUTO_PREPARED or paths.dataset_dir(home, dataset).is_dir():
         return
-    prepared = [p.parent.name for p in paths.datasets_dir(home).glob(f"*/{size}/manifest.json")]
+    prepared = [p.name for p in paths.datasets_dir(home).glob("*")
+                if p.is_dir() and next(p.rglob("manifest.json"), None) is not None]
     raise not_prepared_error(dataset, size, home, prepared)
 
 
-def _ensure_prepared(home: Path, dataset: str, size: str, seed: int, reporter: Reporter) -> dict:
-    manifest_path = prepared_path(home, dataset, size) / "manifest.json"
-    if not manifest_path.exists() and dataset in AUTO_PREPARED:
-        reporter.stage(f"preparing {dataset} ({size}) first")
+def _ensure_prepared(home: Path, dataset: str, size: str, seed: int, protocol: str | None,
+                     reporter: Reporter) -> dict:
+    """The manifest `run` uses: the dataset's `protocol` (or its only prepared protocol)."""
+    found = prepared_protocols(home, dataset, size)
+    wanted = protocol or (found[0] if len(found) == 1 else DEFAULT_PROTOCOL)
+    manifest_path = prepared_path(home, dataset, size, wanted) / "manifest.json"
+    if not manifest_path.exists() and dataset in AUTO_PREPARED and (protocol or not found):
+        reporter.stage(f"preparing {dataset} ({size}, {wanted}) first")
         try:
-            prepare(dataset, size=size, seed=seed, home=home, show_progress=False)
+            prepare(dataset, size=size, seed=seed, home=home, show_progress=False,
+                    protocol=wanted)
         except (AlreadyExistsError, FileExistsError, OSError) as exc:
             # another process prepared it meanwhile: its atomic rename won, ours was discarded
             lost_race = isinstance(exc, (AlreadyExistsError, FileExistsError)) or \
@@ -355,14 +429,27 @@ def _ensure_prepared(home: Path, dataset: str, size: str, seed: int, reporter: R
             if not (lost_race and manifest_path.exists()):
                 raise
             log.info("%s (%s) was prepared by another process meanwhile", dataset, size)
-    return load_manifest(home, dataset, size)
+    return load_manifest(home, dataset, size, resolve_protocol(home, dataset, size, protocol))
 
 
-def _check_cuda() -> None:
+DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+
+
+def _check_device(device: str) -> None:
+    """`cpu`, `cuda` or `cuda:N` on a machine that has it; anything else is an error (training
+    would otherwise run on the CPU under another device's name)."""
+    if not isinstance(device, str) or not DEVICE.fullmatch(device):
+        raise ConfigError(f"--device {device!r}: choose cpu, cuda or cuda:N")
+    if not device.startswith("cuda"):
+        return
     import torch
 
     if not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available here; use --device cpu")
+        raise ConfigError(f"--device {device}: no CUDA device is available here; use --device cpu")
+    index = int(device.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA "
+                          f"device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
 
 
 def _seed_everything(seed: int) -> None:

@@ -15,8 +15,8 @@ import polars as pl
 import pytest
 
 from recbench.core.errors import DataError
-from recbench.data import protocol, rawfiles
-from recbench.data.protocol import encode_keys, lookup_rows, repeated_rows
+from recbench.data import keys, rawfiles
+from recbench.data.keys import encode_keys, lookup_rows, repeated_rows
 from recbench.data.sources import amazon
 
 
@@ -36,7 +36,7 @@ HASHES = {"real": None, "constant": _constant_hash, "by_length": _length_hash}
 @pytest.fixture(params=list(HASHES))
 def key_hash(request, monkeypatch):
     if HASHES[request.param] is not None:
-        monkeypatch.setattr(protocol, "_key_hash", HASHES[request.param])
+        monkeypatch.setattr(keys, "_key_hash", HASHES[request.param])
     return request.param
 
 
@@ -121,7 +121,7 @@ def test_prepare_output_does_not_depend_on_the_hash(tmp_path, monkeypatch):
     from recbench.data.prepare import prepare
 
     real = prepare("synthetic", size="tiny", seed=5, home=tmp_path / "a", show_progress=False)
-    monkeypatch.setattr(protocol, "_key_hash", _length_hash)
+    monkeypatch.setattr(keys, "_key_hash", _length_hash)
     other = prepare("synthetic", size="tiny", seed=5, home=tmp_path / "b", show_progress=False)
     assert real.manifest["content_hash"] == other.manifest["content_hash"]
 

@@ -323,7 +323,7 @@ def test_info_lists_cached_tokenizers(tmp_path, fake_encoder):
     prepared = runner.invoke(app, ["prepare", "synthetic", "--size", "tiny", "--home",
                                    str(home)])
     assert prepared.exit_code == 0, prepared.output
-    manifest = json.loads((home / "datasets/synthetic/tiny/manifest.json").read_text())
+    manifest = json.loads((home / "datasets/synthetic/recbench-v1/tiny/manifest.json").read_text())
     data = load_task_data(home, "synthetic", "tiny", "seq", manifest)
     ctx = RunContext(seed=0, cache_dir=paths.cache_dir(home))
     ids = sid.semantic_ids(data, CFG, ctx)
@@ -353,7 +353,7 @@ def test_end_to_end_minilm(tmp_path, monkeypatch):
     runner = CliRunner()
     assert runner.invoke(app, ["prepare", "synthetic", "--size", "tiny", "--home",
                                str(home)]).exit_code == 0
-    manifest = json.loads((home / "datasets/synthetic/tiny/manifest.json").read_text())
+    manifest = json.loads((home / "datasets/synthetic/recbench-v1/tiny/manifest.json").read_text())
     data = load_task_data(home, "synthetic", "tiny", "seq", manifest)
     cfg = sid.SIDConfig(sid_levels=3, sid_codebook_size=16, sid_epochs=40, sid_batch_size=128)
     ctx = RunContext(seed=0, cache_dir=paths.cache_dir(home))

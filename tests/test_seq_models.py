@@ -305,7 +305,7 @@ def test_seq_batch_size_caps_small_splits_at_eight_steps_an_epoch():
 def test_seq_record_notes_the_batch_size_it_trained_with(home):
     [outcome] = run(RunRequest(group="G", model="SASRec-3L", datasets=["synthetic"], size="tiny",
                                smoke=True, home=home, sets={"dim": 16, "latency_samples": 5}))
-    n_train = pl.scan_parquet(home / "datasets" / "synthetic" / "tiny" / "seq" / "train.parquet"
-                              ).select(pl.len()).collect().item()
+    folder = home / "datasets" / "synthetic" / "recbench-v1" / "tiny"
+    n_train = pl.scan_parquet(folder / "seq" / "train.parquet").select(pl.len()).collect().item()
     expected = min(256, max(32, n_train // 8))
     assert any(note.startswith(f"batch size {expected} ") for note in outcome.record.notes)

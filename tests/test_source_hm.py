@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from recbench.cli.app import app
 from recbench.core.errors import DataError, MissingRawFilesError
 from recbench.data.prepare import prepare
-from recbench.data.protocol import MAX_HISTORY
+from recbench.data.protocols.recbench_v1 import MAX_HISTORY
 from recbench.data.sources import hm
 from tests.conftest import shared_subdir
 

@@ -50,9 +50,17 @@ def prepare(
         "--option", "-o", help="Source option key=value (column names, layout), repeatable.")] = [],  # noqa: B006
     as_name: Annotated[Optional[str], typer.Option(
         "--as", help="Save under this name (for your own csv/recbole data).")] = None,
+    protocol: Annotated[str, typer.Option(
+        "--protocol", help="Evaluation protocol: recbench (RecBench: CTR + SeqRec), loo "
+                           "(leave-one-out per user) or temporal (paper 002 time split).")
+    ] = "recbench",
+    protocol_option: Annotated[list[str], typer.Option(
+        "--protocol-option", "-p", help="Protocol option key=value, repeatable (loo: k, "
+        "user_k, item_k, filter, min_seq_len, max_len; temporal: k, max_len, test_fraction).")
+    ] = [],  # noqa: B006
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Turn a public dataset's raw files into frozen Parquet splits (CTR and SeqRec)."""
+    """Turn a public dataset's raw files into frozen Parquet splits under one protocol."""
     setup_logging(verbose)
     from recbench.data.prepare import prepare as run_prepare
 
@@ -60,7 +68,9 @@ def prepare(
         result = run_prepare(
             name, raw=raw, size=size, seed=seed, home=home, force=force,
             options=parse_key_values(option, "--option"), output_name=as_name,
-            stage=lambda msg: status.update(f"[bold]{name}[/]: {msg}"),
+            protocol=protocol,
+            protocol_options=parse_key_values(protocol_option, "--protocol-option"),
+            stage=lambda msg: status.update(f"[bold]{name}[/]: {printable(msg)}"),
             show_progress=console.is_terminal,
         )
     _print_summary(result.manifest, result.path)
@@ -70,20 +80,26 @@ def _print_summary(manifest: dict, path: Path) -> None:
     from rich.table import Table
 
     stats = manifest["stats"]
-    table = Table(title=f"{manifest['name']} ({manifest['parameters']['size']}) -> {path}")
+    table = Table(title=printable(f"{manifest['name']} ({manifest['parameters']['size']}, "
+                               f"{manifest['protocol_version']}) -> {path}"))
     for col in ("task", "split", "rows", "users", "items", "positives"):
         table.add_column(col, justify="right" if col not in ("task", "split") else "left")
-    for task in ("ctr", "seq"):
-        for split in ("train", "valid", "test"):
-            s = stats[task][split]
-            table.add_row(task, split, f"{s['rows']:,}", f"{s['users']:,}", f"{s['items']:,}",
-                          f"{s['positives']:,}" if "positives" in s else "")
+    splits = [(task, split, s) for task in ("ctr", "seq")
+              for split, s in stats.get(task, {}).items()]
+    splits += [("seq", f"{fold} {split}", s) for fold, parts in stats.get("folds", {}).items()
+               for split, s in parts.items()]
+    for task, split, s in splits:
+        table.add_row(task, split, f"{s['rows']:,}", f"{s['users']:,}", f"{s['items']:,}",
+                      f"{s['positives']:,}" if "positives" in s else "")
     console.print(table)
+    time_source = (manifest.get("protocol") or {}).get("time")
+    if time_source:
+        console.print(f"time: {printable(str(time_source))}", highlight=False)
     console.print(f"items: {stats['n_items']:,}  users: {stats['n_users']:,}  "
                   f"interactions: {stats['n_events']:,}  version: {manifest['content_hash']}")
     for note in manifest["notes"]:
         style = "yellow" if "scaled down" in note or "dropped" in note else "dim"
-        console.print(f"[{style}]note:[/] {note}", highlight=False)
+        console.print(f"[{style}]note:[/] {printable(note)}", highlight=False)
 
 
 @ls_app.command("datasets")
@@ -101,8 +117,11 @@ def ls_datasets(home: HomeOpt = None) -> None:
         table.add_column(col)
     for spec in catalog().values():
         ddir = paths.dataset_dir(root, spec.name)
-        sizes = sorted(p.name for p in ddir.glob("*") if (p / "manifest.json").exists())
-        table.add_row(spec.name, spec.domain, spec.text, ",".join(sizes), spec.description)
+        by_protocol: dict[str, list[str]] = {}
+        for found in sorted(ddir.glob("*/*/manifest.json")):
+            by_protocol.setdefault(found.parent.parent.name, []).append(found.parent.name)
+        prepared = "; ".join(f"{p}: {','.join(sizes)}" for p, sizes in by_protocol.items())
+        table.add_row(spec.name, spec.domain, spec.text, prepared, spec.description)
     console.print(table)
 
 
@@ -118,11 +137,14 @@ def info(
     from recbench.core.errors import DataError
 
     root = paths.home(home)
-    found = sorted(paths.dataset_dir(root, name).glob("*/manifest.json"))
+    found = sorted(paths.dataset_dir(root, name).glob("*/*/manifest.json"))
     if not found:
         from recbench.data.catalog import get_spec
+        from recbench.data.prepare import check_old_layout
 
         get_spec(name)  # unknown names get close-match help
+        for old in sorted(paths.dataset_dir(root, name).glob("*/manifest.json")):
+            check_old_layout(root, name, old.parent.name)  # raises: the re-prepare command
         raise DataError(f"dataset {name!r} is not prepared under {root}: run "
                         f"`recbench prepare {name} --raw DIR` first")
     tokenizers = _cached_semantic_ids(paths.cache_dir(root), name)

@@ -44,14 +44,14 @@ def quickstart(
 
     root = paths.home(home)
     reporter = RichReporter(console)
-    if not (prepared_path(root, "synthetic", size) / "manifest.json").exists():
+    if not (prepared_path(root, "synthetic", size, "recbench-v1") / "manifest.json").exists():
         console.rule("prepare synthetic")
         prepare("synthetic", size=size, home=root, stage=reporter.stage,
                 show_progress=console.is_terminal)
     for group, model, sets in QUICKSTART_RUNS:
         console.rule(f"{group} / {model}")
         run(RunRequest(group=group, model=model, datasets=["synthetic"], size=size, home=root,
-                       sets=sets), reporter)
+                       sets=sets, protocol="recbench-v1"), reporter)
     records = [r for r in ResultStore(root).records()
                if r.dataset == "synthetic" and r.dataset_size == size]
     for task in ("ctr", "seq"):

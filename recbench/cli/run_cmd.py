@@ -38,6 +38,9 @@ def run(
     task: Annotated[Optional[str], typer.Option(help="Only this task: ctr | seq.")] = None,
     mode: Annotated[Optional[str], typer.Option(
         "--mode", help="LLM groups: zero-shot | finetune (the setting `mode`).")] = None,
+    protocol: Annotated[Optional[str], typer.Option(
+        "--protocol", help="Evaluation protocol of the prepared dataset: recbench | loo | "
+                           "temporal (default: the dataset's only prepared one).")] = None,
     home: Annotated[Optional[Path], typer.Option("--home", help=HOME_HELP)] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -50,7 +53,7 @@ def run(
     req = RunRequest(group=group, model=model, datasets=list(dataset), config_file=config,
                      sets=parse_key_values(set_, "--set"), seed=seed, size=size, device=device,
                      overwrite=overwrite, smoke=smoke, task=task, home=home,
-                     flags={"mode": mode} if mode is not None else {})
+                     flags={"mode": mode} if mode is not None else {}, protocol=protocol)
     seed_list = parse_seeds(seeds, "--seeds") if seeds is not None else [seed]
     if seeds is not None and seed != 0:
         raise ConfigError("--seed and --seeds: give one of them")

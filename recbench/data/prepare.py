@@ -17,23 +17,25 @@ from recbench.core import paths
 from recbench.core.atomic import atomic_dir, write_json
 from recbench.core.errors import AlreadyExistsError, DataError, MissingRawFilesError
 from recbench.core.hashing import sha256_file, stable_hash
+from recbench.core.names import check_name
+from recbench.data import verify
 from recbench.data.catalog import DatasetSpec, get_spec
-from recbench.data.protocol import (
-    MAX_HISTORY,
-    MAX_REAL_NEGATIVES,
-    N_SAMPLED_NEGATIVES,
-    PROTOCOL_VERSION,
-    SIZES,
-    VALID_FRACTION,
+from recbench.data.protocols import (
+    DEFAULT_PROTOCOL,
+    PROTOCOLS,
+    SIZE_NAMES,
     PreparedTables,
-    build_splits,
+    get_protocol,
+    protocol_config,
+    protocol_name,
 )
 from recbench.data.rawfiles import file_sha256
 
 log = logging.getLogger(__name__)
 Stage = Callable[[str], None]
 SPLIT_FILES = ("ctr/train", "ctr/valid", "ctr/test", "seq/train", "seq/valid", "seq/test",
-               "seq/test_negatives")
+               "seq/test_negatives", "seq/valid_negatives",
+               *(f"seq/folds/fold{k}/{s}" for k in (1, 2, 3) for s in ("train", "valid")))
 
 
 @dataclass
@@ -42,9 +44,70 @@ class PrepareResult:
     manifest: dict[str, Any]
 
 
-def prepared_path(home: Path, name: str, size: str) -> Path:
-    """Where `prepare NAME --size SIZE` writes: $RECBENCH_HOME/datasets/NAME/SIZE."""
-    return paths.dataset_dir(home, name) / size
+def prepared_path(home: Path, name: str, size: str, protocol: str) -> Path:
+    """Where `prepare NAME --protocol P --size S` writes: $RECBENCH_HOME/datasets/NAME/P/S.
+
+    `protocol` is a protocol's name or family ("loo-v1" or "loo"); the folder is the name.
+    """
+    if size not in SIZE_NAMES:
+        raise DataError(f"unknown size {size!r}; choose one of {', '.join(SIZE_NAMES)}")
+    return paths.dataset_dir(home, name) / protocol_name(protocol) / size
+
+
+def prepared_protocols(home: Path, name: str, size: str) -> list[str]:
+    """The protocols dataset `name` is prepared with at `size` (sorted names)."""
+    folder = paths.dataset_dir(home, name)
+    return [p for p in PROTOCOLS.names() if (folder / p / size / "manifest.json").is_file()]
+
+
+def resolve_protocol(home: Path, name: str, size: str, protocol: str | None) -> str:
+    """The protocol to use for dataset `name` at `size`: the named one, else the only prepared.
+
+    Raises:
+        DataError: one line naming the `recbench prepare` command when the named protocol (or
+            any) is not prepared, listing the prepared ones when several are and none is
+            named, and naming the re-prepare command for a dataset in the old layout.
+    """
+    found = prepared_protocols(home, name, size)
+    if protocol is not None:
+        wanted = protocol_name(protocol)
+        if wanted in found:
+            return wanted
+        also = f" (prepared with: {', '.join(found)})" if found else ""
+        family = PROTOCOLS.entry(wanted).meta["family"]
+        raise DataError(f"dataset {name!r} ({size}) is not prepared with protocol {wanted} "
+                        f"under {home}{also}: run `recbench prepare {name} --protocol {family} "
+                        f"--size {size}` first")
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise DataError(f"dataset {name!r} ({size}) is prepared with several protocols "
+                        f"({', '.join(found)}): pass --protocol with one of them")
+    check_old_layout(home, name, size)
+    raise DataError(f"dataset {name!r} ({size}) is not prepared under {home}: run "
+                    f"`recbench prepare {name} --size {size}` first")
+
+
+def check_old_layout(home: Path, name: str, size: str) -> None:
+    """A dataset prepared before protocols (datasets/NAME/SIZE) gets the re-prepare command."""
+    import json
+
+    old = paths.dataset_dir(home, name) / size / "manifest.json"
+    if not old.is_file():
+        return
+    try:
+        manifest = json.loads(old.read_text())
+        catalog_name = str(manifest.get("catalog_name", name))
+        seed = int(manifest.get("parameters", {}).get("seed", 0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        catalog_name, seed = name, 0
+    source = importlib.import_module(f"recbench.data.sources.{get_spec(catalog_name).source}")
+    raw = "" if hasattr(source, "generate") else " --raw DIR"
+    as_name = f" --as {name}" if catalog_name != name else ""
+    seed_opt = f" --seed {seed}" if seed else ""
+    raise DataError(f"{old.parent} is in the layout before protocols (datasets/NAME/SIZE); "
+                    f"re-prepare it: `recbench prepare {catalog_name} --protocol recbench "
+                    f"--size {size}{seed_opt}{raw}{as_name}`, then delete {old.parent}")
 
 
 def prepare(
@@ -57,6 +120,8 @@ def prepare(
     force: bool = False,
     options: dict[str, Any] | None = None,
     output_name: str | None = None,
+    protocol: str = DEFAULT_PROTOCOL,
+    protocol_options: dict[str, Any] | None = None,
     stage: Stage = lambda _msg: None,
     show_progress: bool = True,
 ) -> PrepareResult:
@@ -66,21 +131,29 @@ def prepare(
         name: catalog name (see `recbench ls datasets`).
         raw: folder with the raw files; None downloads the official files (or generates them,
             for `synthetic`).
-        size: tiny | small | paper (split sizes, see `recbench.data.protocol.SIZES`).
+        size: tiny | small | paper (what each means is the protocol's, e.g.
+            `recbench.data.protocols.recbench_v1.SIZES`).
         seed: seeds every sampling step.
         home: the recbench home ($RECBENCH_HOME, default ./.recbench).
         force: replace an existing prepared dataset.
         options: source options (layout, column names, ...) over the catalog's defaults.
         output_name: the prepared dataset's name, default `name` (for custom csv/recbole data).
+        protocol: the evaluation protocol's name or family (`recbench.data.protocols`).
+        protocol_options: the protocol's options (validated by its closed config).
         stage: called with a short description as each stage starts (the CLI shows it).
         show_progress: draw progress bars (downloads, generation).
     """
-    if size not in SIZES:
-        raise DataError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")
-    spec = get_spec(name)
+    if size not in SIZE_NAMES:
+        raise DataError(f"unknown size {size!r}; choose one of {', '.join(SIZE_NAMES)}")
+    # Options are checked before any raw file is read: a typo fails at once.
+    proto = get_protocol(protocol)
+    proto_config = protocol_config(proto, protocol_options)
+    # Names become folders: checked (recbench.core.names) before anything is read or written.
+    check_name(name, "dataset name")
+    out_name = check_name(output_name, "output name (--as)") if output_name else name
+    spec = get_spec(name, options)
     home = paths.home(home)
-    out_name = output_name or name
-    target = prepared_path(home, out_name, size)
+    target = prepared_path(home, out_name, size, proto.name)
     if target.exists() and not force:
         raise AlreadyExistsError(f"{target} already exists; pass --force to rebuild it")
     opts = {**spec.options, **(options or {})}
@@ -89,13 +162,13 @@ def prepare(
     stage(f"reading raw files from {raw_dir}")
     tables = spec.loader()(raw_dir, opts)
     stage("building splits")
-    prepared = build_splits(tables, size=size, seed=seed)
+    prepared = proto.build(tables, size, seed, proto_config)
 
     stage(f"writing {target}")
     with atomic_dir(target, replace=force) as tmp:
         files = _write_tables(tmp, prepared)
         manifest = _manifest(spec, out_name, size, seed, opts, tables.source_files, raw_dir,
-                             files, prepared)
+                             files, prepared, proto, proto_config)
         write_json(tmp / "manifest.json", manifest)
     return PrepareResult(target, manifest)
 
@@ -123,38 +196,42 @@ def _locate_raw(spec: DatasetSpec, raw, home, size, seed, stage, show_progress) 
 
 
 def _write_tables(root: Path, prepared: PreparedTables) -> dict[str, str]:
-    (root / "ctr").mkdir()
-    (root / "seq").mkdir()
     frames = {"items": prepared.items}
     frames.update({f"ctr/{k}": v for k, v in prepared.ctr.items()})
     frames.update({f"seq/{k}": v for k, v in prepared.seq.items()})
     frames["seq/test_negatives"] = prepared.seq_test_negatives
+    frames.update(prepared.extra)
     digests = {}
     for rel, frame in frames.items():
         path = root / f"{rel}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
         frame.write_parquet(path, compression="zstd", statistics=True)
         digests[f"{rel}.parquet"] = sha256_file(path)
     return digests
 
 
-def _manifest(spec, name, size, seed, options, source_files, raw_dir, files, prepared) -> dict:
+def _manifest(spec, name, size, seed, options, source_files, raw_dir, files, prepared, proto,
+              proto_config) -> dict:
     raw_files = []
     for path in sorted(set(source_files)):
         path = Path(path)
         rel = path.relative_to(raw_dir) if path.is_relative_to(raw_dir) else path.name
         raw_files.append({"file": str(rel), "bytes": path.stat().st_size,
                           "sha256": file_sha256(path)})
-    params = {"protocol": PROTOCOL_VERSION, "size": size, "seed": seed, "options": options,
-              "max_history": MAX_HISTORY, "sampled_negatives": N_SAMPLED_NEGATIVES,
-              "max_real_negatives": MAX_REAL_NEGATIVES, "valid_fraction": VALID_FRACTION}
+    described = dict(prepared.protocol)
+    params = {"protocol": proto.name, "size": size, "seed": seed, "options": options,
+              **described.pop("parameters", {})}
     return {
         "name": name,
         "catalog_name": spec.name,
         "source": spec.source,
         "domain": spec.domain,
         "text_attribute": spec.text,
-        "protocol_version": PROTOCOL_VERSION,
+        # The protocol's name and version (records copy it; leaderboards never mix two).
+        "protocol_version": proto.name,
         "parameters": params,
+        "protocol": {"name": proto.name, "family": proto.family, "tasks": list(proto.tasks),
+                     "options": proto_config.model_dump(mode="json"), **described},
         "raw_files": raw_files,
         "files": files,
         # The dataset version: changes exactly when the Parquet content does.
@@ -167,23 +244,35 @@ def _manifest(spec, name, size, seed, options, source_files, raw_dir, files, pre
     }
 
 
-def load_manifest(home: Path, name: str, size: str) -> dict[str, Any]:
-    """The manifest of a prepared dataset, with a clear error naming the prepare command."""
-    import json
+def load_manifest(home: Path, name: str, size: str, protocol: str | None = None
+                  ) -> dict[str, Any]:
+    """The manifest of a prepared dataset, with a clear error naming the prepare command.
 
-    path = prepared_path(home, name, size) / "manifest.json"
-    if not path.is_file():
-        raise DataError(f"dataset {name!r} ({size}) is not prepared under {home}: run "
-                        f"`recbench prepare {name} --size {size}` first")
-    return json.loads(path.read_text())
+    `protocol` None means the dataset's only prepared protocol (`resolve_protocol`).
+    """
+    protocol = resolve_protocol(home, name, size, protocol)
+    path = prepared_path(home, name, size, protocol) / "manifest.json"
+    return verify.read_manifest(path, verify.rebuild_command(name, size, protocol))
 
 
-def read_split(home: Path, name: str, size: str, rel: str) -> pl.DataFrame:
-    """Read one split file, e.g. rel="ctr/test"."""
+def read_split(home: Path, name: str, size: str, rel: str, protocol: str | None = None,
+               manifest: dict[str, Any] | None = None) -> pl.DataFrame:
+    """Read one split file, e.g. rel="ctr/test" (`protocol` as in `load_manifest`).
+
+    With the dataset's `manifest`, the file's sha256 must be the one it records (a run passes
+    it: an edited split is refused, never recorded under the old version). A damaged file is
+    one line naming the command that rebuilds the dataset (`recbench.data.verify`).
+    """
     if rel not in SPLIT_FILES and rel != "items":
         raise DataError(f"unknown split {rel!r}; choose one of items, {', '.join(SPLIT_FILES)}")
-    path = prepared_path(home, name, size) / f"{rel}.parquet"
+    protocol = resolve_protocol(home, name, size, protocol)
+    path = prepared_path(home, name, size, protocol) / f"{rel}.parquet"
     if not path.is_file():
-        raise DataError(f"{path} is missing: re-run `recbench prepare {name} --size {size} "
-                        "--force`")
-    return pl.read_parquet(path)
+        if rel.startswith("ctr/") and "ctr" not in PROTOCOLS.entry(protocol).meta["tasks"]:
+            raise DataError(f"dataset {name!r} ({size}, protocol {protocol}) has no CTR rows: "
+                            f"{protocol} prepares SeqRec only; prepare it with `--protocol "
+                            "recbench` for CTR")
+        raise DataError(f"{path} is missing: re-run `recbench prepare {name} --protocol "
+                        f"{protocol} --size {size} --force`")
+    rebuild = verify.rebuild_command(name, size, protocol, manifest)
+    return verify.read_parquet_verified(path, rel, manifest, rebuild)

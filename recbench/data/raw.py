@@ -1,7 +1,8 @@
-"""The canonical form every source module produces before the shared protocol runs.
+"""The canonical form every source module produces before an evaluation protocol runs.
 
 A source reads one raw layout (MIND tsv, Amazon json, RecBole atomic, ...) and returns `RawTables`;
-everything after that (ids, sequences, negatives, splits) is shared in `recbench.data.protocol`.
+everything after that (ids, sequences, negatives, splits) is the protocol's
+(`recbench.data.protocols`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class RawTables:
             (a MIND line shows ~10-40 items), which keeps 10M-row logs in a few GiB.
         source_files: raw files read, for the manifest's sha256 list.
         notes: facts worth reporting (rows dropped and why, caveats of the layout).
+        timestamps: False where `ts` is a position in the files, not a time (the P5 layout):
+            time-based protocols then say that file order stands in for time.
     """
 
     items: pl.DataFrame
@@ -56,3 +59,4 @@ class RawTables:
     source_files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     text_attribute: str = "title"
+    timestamps: bool = True

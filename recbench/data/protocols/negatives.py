@@ -22,8 +22,9 @@ def sample_unseen(seen: pl.Series, k: int, n_items: int, rng: np.random.Generato
     n = len(seen)
     lengths = seen.list.len().to_numpy()
     if np.any(lengths + k > n_items):
-        raise DataError(f"a user has seen so many of the {n_items} items that {k} unseen ones "
-                        "cannot be sampled")
+        raise DataError(f"a row has seen {int(lengths.max())} of the {n_items} candidate items, "
+                        f"so {k} unseen ones cannot be sampled: the dataset is too small for "
+                        f"{k} sampled negatives per row")
     row_of_seen = np.repeat(np.arange(n, dtype=np.int64), lengths)
     seen_keys = np.sort(row_of_seen * n_items
                         + seen.explode().drop_nulls().to_numpy().astype(np.int64))
