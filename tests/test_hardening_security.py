@@ -344,3 +344,19 @@ def test_log_lines_for_the_terminal_escape_control_bytes():
     line = _TerminalFormatter("%(levelname)s %(message)s").format(record)
     assert "\x1b" not in line and "\x07" not in line
     assert line == "WARNING dropped header \\x1b]0;pwned\\x07"
+
+
+def test_force_never_deletes_the_folder_a_symlinked_dataset_points_to(tmp_path):
+    from recbench.core.atomic import atomic_dir
+
+    victim = tmp_path / "elsewhere"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("precious")
+    target = tmp_path / "home" / "datasets" / "mind" / "small"
+    target.parent.mkdir(parents=True)
+    os.symlink(victim, target)
+    with atomic_dir(target, replace=True) as tmp:
+        (tmp / "manifest.json").write_text("{}")
+    assert (victim / "keep.txt").read_text() == "precious"
+    assert not target.is_symlink() and (target / "manifest.json").is_file()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["small"]

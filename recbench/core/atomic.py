@@ -73,7 +73,8 @@ def atomic_dir(target: Path, *, replace: bool = False) -> Iterator[Path]:
 
     On any exception (Ctrl-C and SIGTERM included) the temporary directory is removed and
     `target` is untouched. With `replace=True` an existing `target` is swapped out only after
-    the new one is complete; only that old copy (a sibling of `target`) is ever deleted.
+    the new one is complete; only that old copy (a sibling of `target`) is ever deleted, and
+    where `target` was a symbolic link only the link goes, never the folder it points to.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
@@ -81,13 +82,16 @@ def atomic_dir(target: Path, *, replace: bool = False) -> Iterator[Path]:
         with _disk_full_as_error(target):
             os.chmod(tmp, dir_mode())
             yield tmp
-            if target.exists():
+            if os.path.lexists(target):
                 if not replace:
                     raise FileExistsError(target)
                 old = target.with_name(f".{target.name}.old-{os.getpid()}")
                 target.rename(old)
                 tmp.rename(target)
-                shutil.rmtree(old, ignore_errors=True)
+                if old.is_symlink() or not old.is_dir():
+                    old.unlink()
+                else:
+                    shutil.rmtree(old, ignore_errors=True)
             else:
                 tmp.rename(target)
     except BaseException:
