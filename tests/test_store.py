@@ -101,13 +101,13 @@ def test_a_live_lease_is_reported_and_released(tmp_path):
 
 def test_the_heartbeat_keeps_a_lease_fresh_and_silence_makes_it_stale(tmp_path):
     path = tmp_path / "k.lease"
-    with acquire(path, stale_after_s=0.6) as held:
-        time.sleep(1.5)  # 2.5x the stale time: only the heartbeat keeps it live
-        state = inspect_lease(path, 0.6)
-        assert state is not None and not state.stale and state.age_s < 0.6
+    with acquire(path, stale_after_s=1.0) as held:
+        time.sleep(2.5)  # 2.5x the stale time: only the heartbeat keeps it live
+        state = inspect_lease(path, 1.0)
+        assert state is not None and not state.stale and state.age_s < 1.0
         assert not held.lost
     plant_lease(path, host="elsewhere.example", pid=1, age_s=5)
-    state = inspect_lease(path, 0.6)
+    state = inspect_lease(path, 1.0)
     assert state.stale and "no heartbeat for 5 s" in state.why
 
 
@@ -137,7 +137,9 @@ def test_a_lost_lease_is_noticed_by_its_heartbeat(tmp_path):
     held = acquire(path, stale_after_s=0.3)
     path.unlink()  # as a taker does once it judged this lease stale
     plant_lease(path, host="elsewhere.example", pid=1, age_s=0)
-    time.sleep(0.3)
+    deadline = time.time() + 10
+    while not held.lost and time.time() < deadline:
+        time.sleep(0.05)
     assert held.lost
     held.release()
     assert json.loads(path.read_text())["attempt"] == "old-attempt"  # not ours: left alone
@@ -151,7 +153,8 @@ start = float(sys.argv[2])
 time.sleep(max(0.0, start - time.time()))
 got = acquire(Path(sys.argv[1]), stale_after_s=30)
 print("lost" if isinstance(got, LeaseState) else "won", flush=True)
-time.sleep(1.0)
+while not Path(sys.argv[3]).exists():  # hold it until every racer has tried
+    time.sleep(0.02)
 if not isinstance(got, LeaseState):
     got.release()
 """
@@ -162,11 +165,16 @@ def test_racing_processes_take_one_lease_exactly_once(tmp_path, planted):
     path = tmp_path / "k.lease"
     if planted == "stale":  # all judge it stale at once; the takeover lock lets one through
         plant_lease(path, host="elsewhere.example", pid=1, age_s=300)
-    start = time.time() + 1.5
-    procs = [subprocess.Popen([sys.executable, "-c", RACE, str(path), str(start)],
+    start, done = time.time() + 1.5, tmp_path / "everyone-tried"
+    procs = [subprocess.Popen([sys.executable, "-c", RACE, str(path), str(start), str(done)],
                               stdout=subprocess.PIPE, text=True, env=child_env())
              for _ in range(4)]
-    outs = [p.communicate(timeout=60)[0].strip() for p in procs]
+    try:
+        outs = [p.stdout.readline().strip() for p in procs]
+    finally:
+        done.touch()
+    for p in procs:
+        p.communicate(timeout=60)
     assert sorted(outs) == ["lost", "lost", "lost", "won"], outs
     assert not path.exists()  # the winner released it
     assert not list(tmp_path.glob("*.takeover"))
