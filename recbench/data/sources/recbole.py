@@ -253,6 +253,11 @@ def _sequence_events(paths: list[Path], headers: dict[Path, dict[str, str]],
         .select(pl.col("user_id").alias("user_key"), pl.col("items").alias("item_key"), "ts",
                 pl.lit(1, pl.Int8).alias("label"))
     )
+    repeated_items = repeated_rows(events, ["user_key", "item_key"])
+    if repeated_items is not None:  # a repeat would put a target in its own history
+        notes.append(f"{int(repeated_items.sum())} repeated items within a user's sequence "
+                     "dropped (the first is kept)")
+        events = events.filter(~repeated_items)
     notes.append(f"{', '.join(p.name for p in paths)}: sequence form, {rows.height} rows, "
                  f"{longest.height} users; the longest sequence per user is used "
                  f"({repeated} shorter rows of the same users ignored); ts = position in the "
