@@ -163,6 +163,11 @@ def _enospc(*_args, **_kwargs):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
+def _partial_parquet_then_enospc(_frame, path, *_args, **_kwargs):
+    Path(path).write_bytes(b"PAR1 cut short")
+    _enospc()
+
+
 def test_a_full_disk_in_the_atomic_writers_is_one_error_and_no_temp_file(tmp_path, monkeypatch):
     from recbench.core import atomic
     from recbench.core.errors import DiskFullError
@@ -188,7 +193,7 @@ def test_a_full_disk_during_prepare_is_one_line_and_leaves_no_temp_dir(tmp_path,
     import polars as pl
 
     home = tmp_path / "home"
-    monkeypatch.setattr(pl.DataFrame, "write_parquet", _enospc)
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", _partial_parquet_then_enospc)
     result = CliRunner().invoke(app, ["prepare", "synthetic", "--size", "tiny",
                                       "--home", str(home)])
     line = _one_line_error(result)
@@ -360,3 +365,24 @@ def test_force_never_deletes_the_folder_a_symlinked_dataset_points_to(tmp_path):
     assert (victim / "keep.txt").read_text() == "precious"
     assert not target.is_symlink() and (target / "manifest.json").is_file()
     assert sorted(p.name for p in target.parent.iterdir()) == ["small"]
+
+
+def test_a_full_disk_while_writing_predictions_is_one_line_and_leaves_no_temp(tmp_path,
+                                                                              monkeypatch):
+    import polars as pl
+
+    home = str(tmp_path / "home")
+    runner = CliRunner()
+    assert runner.invoke(app, ["prepare", "synthetic", "--size", "tiny", "--home", home]
+                         ).exit_code == 0
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", _partial_parquet_then_enospc)
+    result = runner.invoke(app, ["run", "-g", "baseline", "-m", "Random", "-d", "synthetic",
+                                 "--size", "tiny", "--home", home, "--set", "latency_samples=5"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no space left on the device" in errors[0], result.output
+    results = tmp_path / "home" / "results"
+    assert [p for p in results.rglob("*") if ".tmp" in p.name] == []
+    assert not list(results.rglob("*.json"))  # no record without its predictions
+    assert not list(results.rglob("*.parquet"))
