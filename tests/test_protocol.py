@@ -307,13 +307,14 @@ def test_old_layout_gets_the_re_prepare_command(tmp_path):
         prep.resolve_protocol(tmp_path, "synthetic", "tiny", None)
     message = str(err.value)
     assert "\n" not in message
-    assert "`recbench prepare synthetic --protocol recbench --size tiny --seed 3`" in message
+    assert "`recbench prepare synthetic --protocol recbench --size tiny --seed 3 --force`" \
+        in message
     ml = tmp_path / "datasets" / "ml" / "small"
     ml.mkdir(parents=True)
     (ml / "manifest.json").write_text(json.dumps({
         "catalog_name": "ml-latest-small", "parameters": {"seed": 0}}))
-    with pytest.raises(DataError, match=r"ml-latest-small --protocol recbench --size small "
-                                        r"--raw DIR --as ml`"):
+    with pytest.raises(DataError, match=r"`recbench prepare ml-latest-small --protocol recbench "
+                                        r"--size small --as ml --force`"):
         prep.load_manifest(tmp_path, "ml", "small")
 
 

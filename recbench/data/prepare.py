@@ -97,17 +97,11 @@ def check_old_layout(home: Path, name: str, size: str) -> None:
         return
     try:
         manifest = json.loads(old.read_text())
-        catalog_name = str(manifest.get("catalog_name", name))
-        seed = int(manifest.get("parameters", {}).get("seed", 0))
-    except (OSError, ValueError, TypeError, AttributeError):
-        catalog_name, seed = name, 0
-    source = importlib.import_module(f"recbench.data.sources.{get_spec(catalog_name).source}")
-    raw = "" if hasattr(source, "generate") else " --raw DIR"
-    as_name = f" --as {name}" if catalog_name != name else ""
-    seed_opt = f" --seed {seed}" if seed else ""
+    except (OSError, ValueError):
+        manifest = None
+    command = verify.rebuild_command(name, size, "recbench", manifest)
     raise DataError(f"{old.parent} is in the layout before protocols (datasets/NAME/SIZE); "
-                    f"re-prepare it: `recbench prepare {catalog_name} --protocol recbench "
-                    f"--size {size}{seed_opt}{raw}{as_name}`, then delete {old.parent}")
+                    f"re-prepare it: `{command}`, then delete {old.parent}")
 
 
 def prepare(
