@@ -112,7 +112,7 @@ def ls_datasets(home: HomeOpt = None) -> None:
     from recbench.data.catalog import catalog
 
     root = paths.home(home)
-    table = Table(title="datasets (any amazon-<category> works too)")
+    table = Table(title="datasets (also amazon-<category> for any published Amazon category)")
     for col in ("name", "domain", "text", "prepared", "description"):
         table.add_column(col)
     for spec in catalog().values():
