@@ -348,14 +348,9 @@ def expand_rows(suite: Suite, datasets: Sequence[str] | None = None,
 def _request(cls: type[RunRequest], row: SuiteRow, dataset: str, seed: int, size: str,
              protocol: str, home: Path | None, overwrite: str, device: str) -> RunRequest:
     """One run of `row`. The one place that knows how a row becomes a RunRequest."""
-    fields: dict[str, Any] = {
-        "group": row.group, "model": row.model, "datasets": [dataset],
-        "sets": dict(row.settings), "seed": seed, "size": size, "task": row.task,
-        "home": home, "overwrite": overwrite, "device": device}
-    # RunRequest.protocol arrives with the protocols work; pass it once the field exists.
-    if "protocol" in getattr(cls, "__dataclass_fields__", {}):
-        fields["protocol"] = protocol
-    return cls(**fields)
+    return cls(group=row.group, model=row.model, datasets=[dataset], sets=dict(row.settings),
+               seed=seed, size=size, task=row.task, home=home, overwrite=overwrite,
+               device=device, protocol=protocol)
 
 
 # ---------------------------------------------------------------------------------------------

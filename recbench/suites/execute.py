@@ -16,7 +16,7 @@ from typing import Literal
 
 from recbench.core import paths
 from recbench.core.config import EvalConfig, resolve
-from recbench.core.errors import ConfigError, DataError
+from recbench.core.errors import ConfigError
 from recbench.core.progress import Reporter
 from recbench.groups import get_group
 from recbench.runner import AUTO_PREPARED, RunOutcome, RunRequest
@@ -79,24 +79,11 @@ def _check_row(row: SuiteRow) -> None:
 
 def dataset_protocol(home: Path, dataset: str, size: str, protocol: str) -> str:
     """The prepared protocol `protocol` of `dataset` at `size`, or a one-line error naming the
-    `recbench prepare` command. The one place that asks how datasets are laid out by protocol.
-    """
-    from recbench.data import prepare as prepare_module
+    `recbench prepare NAME --protocol P --size S` command."""
+    from recbench.data.prepare import check_old_layout, resolve_protocol
 
-    resolve_protocol = getattr(prepare_module, "resolve_protocol", None)
-    if resolve_protocol is not None:  # datasets/NAME/PROTOCOL/SIZE (the protocols layout)
-        return resolve_protocol(home, dataset, size, protocol)
-    manifest_path = prepare_module.prepared_path(home, dataset, size) / "manifest.json"
-    command = (f"recbench prepare {dataset} --protocol {protocol.removesuffix('-v1')} "
-               f"--size {size}")
-    if not manifest_path.is_file():
-        raise DataError(f"dataset {dataset!r} ({size}) is not prepared under {home}: run "
-                        f"`{command}` first")
-    found = prepare_module.load_manifest(home, dataset, size).get("protocol_version")
-    if found != protocol:
-        raise DataError(f"dataset {dataset!r} ({size}) is prepared under protocol {found!r}, "
-                        f"the suite needs {protocol!r}: run `{command}`")
-    return protocol
+    check_old_layout(home, dataset, size)
+    return resolve_protocol(home, dataset, size, protocol)
 
 
 def run_suite(runs: Sequence[SuiteRun], reporter: Reporter | None = None,
