@@ -584,3 +584,11 @@ def test_binary_config_file(prepared_home, tmp_path):
     _one_line_error(_run(prepared_home, "--config", str(config)), "--config", "UTF-8")
     config.write_bytes(b"epochs: !!python/name:os.system\n")
     _one_line_error(_run(prepared_home, "--config", str(config)), "not valid YAML")
+
+
+def test_info_on_a_damaged_manifest(prepared_home, tmp_path):
+    home = _copy_home(prepared_home, tmp_path / "home")
+    manifest = next(home.rglob("manifest.json"))
+    manifest.write_bytes(manifest.read_bytes()[:100])
+    result = runner.invoke(app, ["info", "synthetic", "--home", str(home)])
+    _one_line_error(result, "damaged", "rebuild with `recbench prepare synthetic")

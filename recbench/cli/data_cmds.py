@@ -149,8 +149,11 @@ def info(
                         f"`recbench prepare {name} --raw DIR` first")
     tokenizers = _cached_semantic_ids(paths.cache_dir(root), name)
     versions = set()
-    for path in found:
-        manifest = json.loads(path.read_text())
+    from recbench.data.verify import read_manifest, rebuild_command
+
+    for path in found:  # datasets/NAME/PROTOCOL/SIZE/manifest.json; damaged: one line
+        manifest = read_manifest(path, rebuild_command(name, path.parent.name,
+                                                       path.parent.parent.name))
         versions.add(manifest.get("content_hash"))
         if as_json:
             console.print_json(data=manifest)
