@@ -35,7 +35,7 @@ def node_exclusive(home: Path, name: str = "latency") -> Iterator[float]:
     """Hold this host's `name` slot for the block; yields the seconds spent waiting for it."""
     path = slot_path(home, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # umask applies
     t0 = time.perf_counter()
     try:
         if fcntl is not None:

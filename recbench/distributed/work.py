@@ -108,7 +108,8 @@ def log_attempt(sweep_dir: str | None, event: dict[str, Any]) -> None:
         return
     Path(sweep_dir).mkdir(parents=True, exist_ok=True)
     line = (json.dumps({"time": time.time(), **event}, sort_keys=True) + "\n").encode()
-    fd = os.open(Path(sweep_dir) / ATTEMPTS_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    # 0o666 less the umask, like any file: a group-shared sweep stays writable by the group
+    fd = os.open(Path(sweep_dir) / ATTEMPTS_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
     try:
         os.write(fd, line)
     finally:

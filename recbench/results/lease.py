@@ -161,7 +161,7 @@ def acquire(path: Path, attempt: str | None = None,
     taken_over: LeaseState | None = None
     for _ in range(20):  # each turn either wins, sees a live owner, or clears a stale lease
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
         except FileExistsError:
             state = inspect_lease(path, stale_after_s)
             if state is None:
@@ -190,7 +190,7 @@ def _clear_stale(path: Path, judged: LeaseState, stale_after_s: float) -> bool:
     both judged it stale cannot remove a fresh lease the other just created."""
     lock = path.with_name(path.name + TAKEOVER_SUFFIX)
     try:
-        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
     except FileExistsError:
         with contextlib.suppress(FileNotFoundError):
             if time.time() - os.stat(lock).st_mtime > stale_after_s:
