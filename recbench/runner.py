@@ -406,9 +406,7 @@ def _check_dataset(home: Path, dataset: str, size: str) -> None:
     check_name(dataset, "dataset name (--dataset)")
     if dataset in AUTO_PREPARED or paths.dataset_dir(home, dataset).is_dir():
         return
-    prepared = [p.name for p in paths.datasets_dir(home).glob("*")
-                if p.is_dir() and next(p.rglob("manifest.json"), None) is not None]
-    raise not_prepared_error(dataset, size, home, prepared)
+    raise not_prepared_error(dataset, size, home, paths.prepared_datasets(home))
 
 
 def _ensure_prepared(home: Path, dataset: str, size: str, seed: int, protocol: str | None,

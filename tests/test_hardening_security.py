@@ -308,6 +308,8 @@ def test_run_with_a_typo_suggests_the_prepared_dataset_not_a_prepare_command(tmp
     shop = CliRunner().invoke(app, ["run", "-g", "baseline", "-m", "Random", "-d", "my-shp",
                                     "--size", "tiny", "--home", str(home)])
     assert "Did you mean 'my-shop'" in _one_line_error(shop)
+    info = CliRunner().invoke(app, ["info", "my-shp", "--home", str(home)])
+    assert "Did you mean 'my-shop'" in _one_line_error(info)
 
 
 def test_an_amazon_typo_is_not_a_new_dataset(tmp_path):

@@ -139,10 +139,11 @@ def info(
     root = paths.home(home)
     found = sorted(paths.dataset_dir(root, name).glob("*/*/manifest.json"))
     if not found:
-        from recbench.data.catalog import get_spec
+        from recbench.data.catalog import known_names, not_prepared_error
         from recbench.data.prepare import check_old_layout
 
-        get_spec(name)  # unknown names get close-match help
+        if name not in known_names():  # a typo: the close prepared or catalog names
+            raise not_prepared_error(name, "", root, paths.prepared_datasets(root))
         for old in sorted(paths.dataset_dir(root, name).glob("*/manifest.json")):
             check_old_layout(root, name, old.parent.name)  # raises: the re-prepare command
         raise DataError(f"dataset {name!r} is not prepared under {root}: run "

@@ -27,6 +27,13 @@ def dataset_dir(root: Path, name: str) -> Path:
     return within(datasets_dir(root), check_name(name, "dataset name"))
 
 
+def prepared_datasets(root: Path) -> list[str]:
+    """The names of the dataset folders under `root` that hold at least one prepared split
+    (any protocol and size), sorted."""
+    return sorted(p.name for p in datasets_dir(root).glob("*")
+                  if p.is_dir() and next(p.rglob("manifest.json"), None) is not None)
+
+
 def raw_dir(root: Path, name: str) -> Path:
     """Where downloads of a dataset's official files land; `name` must be a safe name."""
     return within(root / "raw", check_name(name, "dataset name"))
