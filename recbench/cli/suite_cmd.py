@@ -143,7 +143,9 @@ class _ProgressReporter(Reporter):
             self.progress.remove_task(task)
 
     def result(self, message: str) -> None:
-        self.progress.console.print(message, highlight=False)
+        from recbench.core.progress import render
+
+        self.progress.console.print(render(message), highlight=False)  # label kept, rest text
 
 
 def _run_with_progress(runs, run_suite) -> None:
