@@ -129,9 +129,9 @@ class _ProgressReporter(Reporter):
         self.progress, self.suite_task = progress, suite_task
 
     def stage(self, message: str) -> None:
-        from rich.markup import escape
+        from recbench.core.progress import render
 
-        self.progress.update(self.suite_task, status=escape(message))
+        self.progress.update(self.suite_task, status=render(message))
 
     def track(self, items, total, description):
         task = self.progress.add_task(f"  {description}", total=total, status="")
