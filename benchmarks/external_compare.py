@@ -66,7 +66,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import platform
@@ -84,9 +83,11 @@ import torch
 
 from recbench import metrics
 from recbench.core.hardware import pin_threads
+from recbench.data.prepare import load_manifest, prepared_path, read_split
 from recbench.latency import measure
 from recbench.models.ctr.base import auto_batch_size
 from recbench.models.torch_base import seq_batch_size
+from recbench.results.store import ResultStore
 from recbench.runner import RunRequest
 from recbench.runner import run as run_recbench
 
@@ -127,12 +128,17 @@ def per_user(user: np.ndarray, label: np.ndarray, scores: np.ndarray) -> np.ndar
 
 
 def load_split(home: Path, dataset: str, size: str) -> Split:
-    root = home / "datasets" / dataset / "recbench-v1" / size
-    manifest = json.loads((root / "manifest.json").read_text())
-    n_items = pl.read_parquet(root / "items.parquet", columns=["item_id"]).height
-    seq = {s: pl.read_parquet(root / "seq" / f"{s}.parquet") for s in ("train", "valid", "test")}
-    ctr = {s: pl.read_parquet(root / "ctr" / f"{s}.parquet") for s in ("train", "valid", "test")}
-    return Split(root, n_items, manifest["content_hash"], seq, ctr)
+    """The prepared split, read (and checked against its manifest) as a recbench run reads it."""
+    manifest = load_manifest(home, dataset, size)
+    protocol = manifest["protocol_version"]
+
+    def read(rel: str) -> pl.DataFrame:
+        return read_split(home, dataset, size, rel, protocol, manifest=manifest)
+
+    seq = {s: read(f"seq/{s}") for s in ("train", "valid", "test")}
+    ctr = {s: read(f"ctr/{s}") for s in ("train", "valid", "test")}
+    return Split(prepared_path(home, dataset, size, protocol), read("items").height,
+                 manifest["content_hash"], seq, ctr)
 
 
 @contextlib.contextmanager
@@ -177,22 +183,18 @@ def recbench_result(home: Path, split: Split, dataset: str, group: str, model: s
                     task: str, keys: tuple[str, ...], config_hash: str) -> Result:
     """The finished record of (group, model) on this dataset version with `config_hash` and
     the script's seed: the run `train_recbench` just made, whatever else the store holds."""
-    folder = home / "results" / dataset / group / model
-    records = []
-    for path in folder.glob("*.json"):
-        try:
-            rec = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            continue  # not a record (the store skips such files too)
-        if (isinstance(rec, dict) and rec.get("config_hash") == config_hash
-                and rec.get("dataset_version") == split.content_hash
-                and rec.get("seed") == SEED and not rec.get("smoke")):
-            records.append(rec)
+    store = ResultStore(home)
+    records = [r for r in store.records()
+               if (r.dataset, r.group, r.model) == (dataset, group, model)
+               and r.config_hash == config_hash and r.dataset_version == split.content_hash
+               and r.seed == SEED and not r.smoke]
     if len(records) != 1:
-        raise SystemExit(f"{folder}: {len(records)} records with config hash {config_hash} on "
-                         f"version {split.content_hash}, seed {SEED}; expected exactly one")
-    (rec,) = records
-    pred = pl.read_parquet(folder / rec["predictions"]).sort("row")
+        raise SystemExit(f"{dataset} {group}/{model}: {len(records)} records with config hash "
+                         f"{config_hash} on version {split.content_hash}, seed {SEED}; "
+                         "expected exactly one")
+    record = records[0]
+    pred = store.predictions(record).sort("row")
+    rec = record.model_dump(mode="json")
     per_unit = (per_row_ndcg(pred["rank_full"].to_numpy()) if task == "seq" else
                 per_user(pred["user_id"].to_numpy(), pred["label"].to_numpy(),
                          pred["score"].to_numpy()))
@@ -511,15 +513,23 @@ def main() -> None:
     parser.add_argument("--dataset", default="amazon-beauty")
     parser.add_argument("--size", default="small")
     parser.add_argument("--only", choices=["recbole", "fuxictr"], default=None)
-    parser.add_argument("--seq-epochs", type=int, default=30)
-    parser.add_argument("--ctr-epochs", type=int, default=20)
-    parser.add_argument("--patience", type=int, default=5)
+    parser.add_argument("--seq-epochs", type=int, default=None,
+                        help="both sides (default: recbench's SASRec-3L config, 200)")
+    parser.add_argument("--ctr-epochs", type=int, default=None,
+                        help="both sides (default: recbench's DCNv2 config, 50)")
+    parser.add_argument("--patience", type=int, default=None,
+                        help="both sides (default: recbench's configs, 10)")
     parser.add_argument("--ctr-monitor", choices=["gAUC", "AUC"], default="gAUC")
     parser.add_argument("--latency-samples", type=int, default=1000)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads, training too")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="training and latency threads, both sides")
+    parser.add_argument("--recbench-only", action="store_true",
+                        help="train and report recbench's side only (no peer installed)")
     args = parser.parse_args()
+    if args.threads < 1:
+        parser.error(f"--threads {args.threads}: expected at least 1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    torch.set_num_threads(args.threads)
+    pin_threads(args.threads)  # the peers' side; recbench's run pins train_threads itself
 
     split = load_split(args.home, args.dataset, args.size)
     work = args.home / "external" / args.dataset / args.size
@@ -528,13 +538,22 @@ def main() -> None:
           f"{os.getloadavg()[0]:.1f}, torch {torch.__version__}, {args.threads} thread(s)")
     sections = []
     if args.only in (None, "recbole"):
+        config = train_recbench(args, "G", "SASRec-3L", "seq")
         ours = recbench_result(args.home, split, args.dataset, "G", "SASRec-3L", "seq",
-                               SEQ_KEYS)
-        theirs = run_recbole(split, fresh_dir(work / "recbole"), args)
+                               SEQ_KEYS, config["config_hash"])
+        settings = seq_settings(config, split)
+        theirs = (None if args.recbench_only else
+                  run_recbole(split, fresh_dir(work / "recbole"), args, settings))
+        ours.notes.append(f"settings given to the peer: {settings}")
         sections.append(("SeqRec, full ranking over all items", SEQ_KEYS, [ours, theirs]))
     if args.only in (None, "fuxictr"):
-        ours = recbench_result(args.home, split, args.dataset, "A", "DCNv2", "ctr", CTR_KEYS)
-        theirs = run_fuxictr(split, fresh_dir(work / "fuxictr"), args)
+        config = train_recbench(args, "A", "DCNv2", "ctr")
+        ours = recbench_result(args.home, split, args.dataset, "A", "DCNv2", "ctr", CTR_KEYS,
+                               config["config_hash"])
+        settings = ctr_settings(config, split)
+        theirs = (None if args.recbench_only else
+                  run_fuxictr(split, fresh_dir(work / "fuxictr"), args, settings))
+        ours.notes.append(f"settings given to the peer: {settings}")
         sections.append(("CTR", CTR_KEYS, [ours, theirs]))
     print(f"\nfinished with load average {os.getloadavg()[0]:.1f}")
     for title, keys, results in sections:
