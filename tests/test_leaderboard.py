@@ -521,3 +521,15 @@ def test_error_bars_stay_inside_the_plot(seeded):
     top, bottom = 20, 520 - 56  # the plot area of scatter_svg's default size
     for _, y0, y1 in bars:
         assert top <= float(y1) <= float(y0) <= bottom
+
+
+def test_cli_protocol_filters_records_by_dataset_protocol(home: Path):
+    store = ResultStore(home)
+    store.write(make_record("A", "DNN", "mind", 0.7, protocol_version="recbench-v1"), None)
+    store.write(make_record("G", "SASRec", "mind", 0.2, task="seq",
+                            protocol_version="loo-v1"), None)
+    result = invoke("--home", str(home), "--protocol", "loo", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    assert "SASRec" in result.output and "DNN" not in result.output
+    unknown = invoke("--home", str(home), "--protocol", "temporal")
+    assert unknown.exit_code != 0 and "loo-v1" in unknown.output
