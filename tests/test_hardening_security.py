@@ -388,3 +388,37 @@ def test_a_full_disk_while_writing_predictions_is_one_line_and_leaves_no_temp(tm
     assert [p for p in results.rglob("*") if ".tmp" in p.name] == []
     assert not list(results.rglob("*.json"))  # no record without its predictions
     assert not list(results.rglob("*.parquet"))
+
+
+@pytest.mark.parametrize("planted", ["other.json", "../../../victim.txt", ".."])
+def test_replacing_a_record_never_deletes_what_its_file_names(tmp_path, planted):
+    import json
+
+    import polars as pl
+
+    from recbench.results.record import Record
+    from recbench.results.store import ResultStore
+
+    def record(attempt: str) -> Record:
+        return Record(key="k1", group="A", model="hf:ORG/NAME", model_id="m",
+                      dataset="synthetic", dataset_size="tiny", dataset_version="v",
+                      protocol_version="recbench-v1", task="ctr", mode="train",
+                      metrics={"ctr": {"gauc": 0.5}}, seed=0, config={}, config_hash="h",
+                      hardware={"cpu": "x", "cores": 1, "threads_used": 1, "memory_gb": 1.0,
+                                "platform": "p", "python": "3"},
+                      recbench_version="0", started_at="t0", finished_at="t1", attempt=attempt)
+
+    store = ResultStore(tmp_path / "home")
+    first = store.write(record("a1"), pl.DataFrame({"score": [0.1]}))
+    folder = first.path.parent
+    assert folder == store.root / "synthetic" / "A" / "hf_ORG_NAME"
+    (folder / "other.json").write_text("{}")
+    (tmp_path / "victim.txt").write_text("precious")
+    # a hostile or damaged record names a file that is not its predictions
+    planted_record = json.loads(first.path.read_text()) | {"predictions": planted}
+    first.path.write_text(json.dumps(planted_record))
+    store.write(record("a2"), pl.DataFrame({"score": [0.2]}),
+                supersedes=store.find("synthetic", "A", "hf:ORG/NAME", "k1"))
+    assert (folder / "other.json").read_text() == "{}"
+    assert (tmp_path / "victim.txt").read_text() == "precious"
+    assert store.find("synthetic", "A", "hf:ORG/NAME", "k1").attempt == "a2"

@@ -128,10 +128,11 @@ class ResultStore:
             log.warning("replacing the damaged record %s with this attempt's (%s)", path,
                         record.attempt)
         write_bytes(path, data)
-        if existing is not None and existing.predictions and \
-                existing.predictions != record.predictions:
+        old = existing.predictions if existing is not None else None
+        # a record's file name is data: only ever a predictions file beside it goes
+        if old and old != record.predictions and old.endswith(PREDICTIONS_SUFFIX):
             with contextlib.suppress(FileNotFoundError):
-                path.with_name(existing.predictions).unlink()
+                path.with_name(path_component(old)).unlink()
         return Published(record, path, replaced=True)
 
     def records(self) -> Iterator[Record]:
