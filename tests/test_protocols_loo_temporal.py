@@ -309,3 +309,22 @@ def test_a_ctr_run_on_a_seq_only_protocol_is_one_clear_error(tmp_path):
     with pytest.raises(ConfigError, match=r"protocol loo-v1\) has no ctr rows"):
         run(RunRequest(group="A", model="DNN", datasets=["synthetic"], size="tiny",
                        home=tmp_path, protocol="loo"))
+
+
+def test_runs_on_every_protocol_share_the_evaluator_and_never_a_column(tmp_path):
+    from recbench.results.leaderboard import build_table
+    from recbench.results.store import ResultStore
+    from recbench.runner import RunRequest, run
+
+    for protocol in ("recbench", "loo", "temporal"):
+        [outcome] = run(RunRequest(group="baseline", model="MostPopular", datasets=["synthetic"],
+                                   size="tiny", home=tmp_path, protocol=protocol, task="seq",
+                                   sets={"latency_samples": 5}))
+        record = outcome.record
+        assert record.protocol_version == f"{protocol}-v1"
+        assert {"full", "sampled100"} <= set(record.metrics)
+        [note] = [n for n in record.notes if n.startswith(f"protocol {protocol}-v1")]
+        assert "uniform negatives" in note and "seed 0" in note and "pessimistic" in note
+    table = build_table(ResultStore(tmp_path).records(), "seq")
+    assert sorted(c.protocol_version for c in table.columns) == ["loo-v1", "recbench-v1",
+                                                                 "temporal-v1"]
