@@ -422,3 +422,38 @@ def test_replacing_a_record_never_deletes_what_its_file_names(tmp_path, planted)
     assert (folder / "other.json").read_text() == "{}"
     assert (tmp_path / "victim.txt").read_text() == "precious"
     assert store.find("synthetic", "A", "hf:ORG/NAME", "k1").attempt == "a2"
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_run_keeps_its_checkpoint_and_says_so(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    home = tmp_path / "home"
+    base = [sys.executable, "-m", "recbench"]
+    subprocess.run([*base, "prepare", "synthetic", "--size", "tiny", "--home", str(home)],
+                   check=True, capture_output=True)
+    proc = subprocess.Popen([*base, "run", "-g", "A", "-m", "DNN", "-d", "synthetic", "--size",
+                             "tiny", "--home", str(home), "--set", "epochs=500",
+                             "--set", "patience=500"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not list(home.rglob("checkpoint.pt")) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.2)
+        (checkpoint,) = home.rglob("checkpoint.pt")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err
+    assert f"the checkpoint in {checkpoint.parent} was kept" in " ".join(err.split())
+    assert checkpoint.is_file()
+    results = home / "results"
+    assert not [p for p in results.rglob("*.json")]  # no record: the run did not finish
+    assert not [p for p in results.rglob("*") if p.name.endswith(".tmp")]
