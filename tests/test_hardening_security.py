@@ -390,24 +390,27 @@ def test_a_full_disk_while_writing_predictions_is_one_line_and_leaves_no_temp(tm
     assert not list(results.rglob("*.parquet"))
 
 
+def _record(attempt: str, model: str = "hf:ORG/NAME"):
+    from recbench.results.record import Record
+
+    return Record(key="k1", group="A", model=model, model_id=model, dataset="synthetic",
+                  dataset_size="tiny", dataset_version="v", protocol_version="recbench-v1",
+                  task="ctr", mode="train", metrics={"ctr": {"gauc": 0.5, "auc": 0.5}}, seed=0,
+                  config={}, config_hash="h",
+                  hardware={"cpu": "x", "cores": 1, "threads_used": 1, "memory_gb": 1.0,
+                            "platform": "p", "python": "3"},
+                  recbench_version="0", started_at="t0", finished_at="t1", attempt=attempt)
+
+
 @pytest.mark.parametrize("planted", ["other.json", "../../../victim.txt", ".."])
 def test_replacing_a_record_never_deletes_what_its_file_names(tmp_path, planted):
     import json
 
     import polars as pl
 
-    from recbench.results.record import Record
     from recbench.results.store import ResultStore
 
-    def record(attempt: str) -> Record:
-        return Record(key="k1", group="A", model="hf:ORG/NAME", model_id="m",
-                      dataset="synthetic", dataset_size="tiny", dataset_version="v",
-                      protocol_version="recbench-v1", task="ctr", mode="train",
-                      metrics={"ctr": {"gauc": 0.5}}, seed=0, config={}, config_hash="h",
-                      hardware={"cpu": "x", "cores": 1, "threads_used": 1, "memory_gb": 1.0,
-                                "platform": "p", "python": "3"},
-                      recbench_version="0", started_at="t0", finished_at="t1", attempt=attempt)
-
+    record = _record
     store = ResultStore(tmp_path / "home")
     first = store.write(record("a1"), pl.DataFrame({"score": [0.1]}))
     folder = first.path.parent
@@ -457,3 +460,14 @@ def test_sigterm_during_a_run_keeps_its_checkpoint_and_says_so(tmp_path):
     results = home / "results"
     assert not [p for p in results.rglob("*.json")]  # no record: the run did not finish
     assert not [p for p in results.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_a_leaderboard_never_sends_control_bytes_from_records_to_the_terminal(tmp_path):
+    from recbench.results.store import ResultStore
+
+    home = tmp_path / "home"
+    ResultStore(home).write(_record("a1", model="x\x1b]0;pwned\x07[red]y"), None)
+    result = CliRunner().invoke(app, ["leaderboard", "--task", "ctr", "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert "x\\x1b]0;pwned\\x07[red]y" in result.output

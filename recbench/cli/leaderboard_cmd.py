@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from recbench.cli.app import HOME_HELP, app, console, user_errors
-from recbench.core.progress import printable
+from recbench.core.progress import escape_controls, printable
 
 TASKS = ("ctr", "seq")
 
@@ -116,7 +116,7 @@ def _emit(shown, fmt: str, ci: bool, output: Path | None) -> None:
 
     text = render_many(shown, fmt, ci=ci)
     if output is None:
-        typer.echo(text, nl=False)
+        typer.echo(escape_controls(text), nl=False)  # names in records are data
         return
     write_text(output, text)
     summary = ", ".join(f"{t.task} {t.metric}: {len(t.rows)} rows x {len(t.columns)} datasets"
