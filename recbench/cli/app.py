@@ -88,18 +88,32 @@ class _TerminalFormatter(logging.Formatter):
         return escape_controls(super().format(record))
 
 
+class _StderrHandler(logging.StreamHandler):
+    """The CLI's log handler: writes to whatever `sys.stderr` is at the time of the record."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # a handler bound to the stderr of an earlier command (one in-process CLI call after
+        # another: tests, notebooks) would write to a closed stream
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def setup_logging(verbose: bool = False) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    """One stderr handler on the root logger (a second command call replaces the first's)."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+        root.removeHandler(old)
+    handler = _StderrHandler()
     handler.setLevel(logging.DEBUG if verbose else logging.WARNING)
     handler.setFormatter(_TerminalFormatter("%(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 # Command modules, imported for their side effect of registering on `app`. Add new ones here.
 COMMAND_MODULES = ("data_cmds", "run_cmd", "leaderboard_cmd", "compare_cmd", "quickstart_cmd",
-                   "store_cmd", "suite_cmd")
+                   "store_cmd", "suite_cmd", "sweep_cmd",
+                   "tune_cmd")
 
 
 def _register_commands() -> None:
