@@ -1,0 +1,117 @@
+"""Exact nearest items of query vectors over a whole catalogue (LLMSeqSim's last step).
+
+similarity(q, x): `cosine` = q·x / (|q| |x|) (the authors' sklearn `cosine_similarity`),
+`dot` = q·x (`linear_kernel`), `euclidean` = 1 / (1 + |q - x|).
+
+`top_k` scores the queries in row blocks against the full catalogue (a matmul of at most
+`block_bytes` of scores at a time), takes each row's k best with `np.argpartition` (O(m) per
+row instead of a full sort) and sorts only those k. Ties are broken by the smaller item id,
+the same order a stable `argsort` of -scores gives, so the result is exact and reproducible.
+Excluded items (a row's prompt items) score -inf and come last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+
+from recbench.core.errors import ConfigError
+
+Similarity = Literal["cosine", "dot", "euclidean"]
+SIMILARITIES = ("cosine", "dot", "euclidean")
+BLOCK_BYTES = 256 * 2 ** 20  # scores held at once per block (float32)
+
+
+def prepare_items(items: np.ndarray, similarity: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The catalogue as scored: unit rows for cosine; squared norms kept for euclidean."""
+    x = np.ascontiguousarray(items, dtype=np.float32)
+    if similarity == "cosine":
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        return x / np.maximum(norms, 1e-12), None
+    if similarity == "euclidean":
+        return x, np.einsum("ij,ij->i", x, x, dtype=np.float64).astype(np.float32)
+    if similarity == "dot":
+        return x, None
+    raise ConfigError(f"similarity {similarity!r}: expected one of {', '.join(SIMILARITIES)}")
+
+
+def scores(queries: np.ndarray, items: np.ndarray, similarity: str,
+           sq_norms: np.ndarray | None = None, prepared: bool = False) -> np.ndarray:
+    """(n, m) float32 similarities of queries (n, D) to catalogue rows (m, D)."""
+    if not prepared:
+        items, sq_norms = prepare_items(items, similarity)
+    q = np.asarray(queries, dtype=np.float32)
+    if similarity == "cosine":
+        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    s = q @ items.T  # (n, m)
+    if similarity == "euclidean":
+        sq = np.einsum("ij,ij->i", q, q)[:, None] + sq_norms[None, :] - 2.0 * s
+        return (1.0 / (1.0 + np.sqrt(np.maximum(sq, 0.0)))).astype(np.float32)
+    return s
+
+
+def top_k(queries: np.ndarray, items: np.ndarray, k: int, similarity: str = "cosine",
+          exclude: Sequence[Sequence[int]] | None = None, block_bytes: int = BLOCK_BYTES
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """The k most similar catalogue items per query: ids (n, k) int64 and scores (n, k).
+
+    Args:
+        queries: (n, D) query vectors (session embeddings).
+        items: (m, D) catalogue vectors, row = item id.
+        k: list length, 1 <= k <= m.
+        similarity: cosine | dot | euclidean.
+        exclude: per query, item ids never returned unless nothing else is left (scored -inf).
+        block_bytes: score memory per block; rows per block = block_bytes / (4 m).
+
+    Raises:
+        ConfigError: k outside 1..m, an unknown similarity, or mismatched widths.
+    """
+    n, m = queries.shape[0], items.shape[0]
+    if not 1 <= k <= m:
+        raise ConfigError(f"top-k: k={k} must be between 1 and the catalogue size {m}")
+    if queries.ndim != 2 or items.ndim != 2 or queries.shape[1] != items.shape[1]:
+        raise ConfigError(f"top-k: queries {queries.shape} and items {items.shape} must be "
+                          "(n, D) and (m, D)")
+    x, sq = prepare_items(items, similarity)
+    rows = max(1, int(block_bytes // (4 * m)))
+    ids = np.empty((n, k), dtype=np.int64)
+    vals = np.empty((n, k), dtype=np.float32)
+    for lo in range(0, n, rows):
+        s = scores(queries[lo:lo + rows], x, similarity, sq, prepared=True)  # (b, m)
+        if exclude is not None:
+            for r, ex in enumerate(exclude[lo:lo + rows]):
+                if ex is not None and len(ex):
+                    s[r, np.asarray(ex, dtype=np.int64)] = -np.inf
+        ids[lo:lo + rows], vals[lo:lo + rows] = _best(s, k)
+    return ids, vals
+
+
+def _best(s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's k largest, ties to the smaller id (= stable argsort of -s, cut to k)."""
+    b, m = s.shape
+    if k < m:
+        part = np.argpartition(-s, k - 1, axis=1)[:, :k]  # the k best, unordered
+        kth = np.take_along_axis(s, part, 1).min(axis=1)  # the k-th best value per row
+        # argpartition picks arbitrary members of a tie at the k-th value: re-pick those
+        # from the smallest ids, so ties resolve exactly as a stable sort would.
+        need = (s >= kth[:, None]).sum(axis=1) > k
+        for r in np.flatnonzero(need):
+            above = np.flatnonzero(s[r] > kth[r])
+            ties = np.flatnonzero(s[r] == kth[r])[:k - len(above)]
+            part[r] = np.concatenate([above, ties])
+        cand = part
+    else:
+        cand = np.broadcast_to(np.arange(m), (b, m)).copy()
+    cv = np.take_along_axis(s, cand, 1)
+    order = _row_lexsort(cand, cv)
+    return np.take_along_axis(cand, order, 1), np.take_along_axis(cv, order, 1)
+
+
+def _row_lexsort(cand: np.ndarray, cv: np.ndarray) -> np.ndarray:
+    """Per row: order by score descending, then id ascending."""
+    by_id = np.argsort(cand, axis=1, kind="stable")
+    cv_sorted = np.take_along_axis(cv, by_id, 1)
+    by_score = np.argsort(-cv_sorted, axis=1, kind="stable")
+    return np.take_along_axis(by_id, by_score, 1)
