@@ -197,7 +197,7 @@ class LLMText(Recommender):
         if config.backbone.startswith(OPENAI_PREFIX):  # any OpenAI-compatible endpoint
             self._api = _api_model(config.backbone, "openai", config, ctx)
             return
-        self.entry = resolve(config.backbone)
+        self.entry = resolve(config.backbone, trust_remote_code=config.trust_remote_code)
         if self.entry.backend != "hf":
             self._api = _api_model(self.entry.alias, self.entry.backend, config, ctx)
             return
