@@ -1,0 +1,145 @@
+"""`recbench tune`: two workers on one SQLite study with a cheap real objective (SKNN on the
+synthetic tiny set; it has no temporal folds, so the documented stand-in objective is used)."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+optuna = pytest.importorskip("optuna", reason="optuna is not installed (recbench[tune])")
+
+from recbench.core.errors import ConfigError  # noqa: E402
+from recbench.distributed.tune import (  # noqa: E402
+    StopWithoutImprovement,
+    run_tune,
+    study_from_dict,
+    summary,
+    tune_worker,
+    write_best,
+)
+
+STATE = optuna.trial.TrialState
+
+
+def study(**kw):
+    base = {"name": "sknn", "group": "G", "model": "SKNN", "dataset": "synthetic", "size": "tiny",
+            "space": "sknn", "startup_trials": 5, "prune_after": 10, "patience": 12,
+            "heartbeat_s": 1, "grace_s": 2, "timeout_s": 240}
+    base.update(kw)
+    return study_from_dict(base)
+
+
+def trials_of(name, storage):
+    return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+
+
+def test_two_workers_prune_late_stop_on_no_improvement_and_number_uniquely(tmp_path):
+    home = tmp_path / "home"
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    t0 = time.perf_counter()
+    out = run_tune(study(), storage, workers=2, home=home)
+    elapsed = time.perf_counter() - t0
+    trials = trials_of("sknn", storage)
+    numbers = [t.number for t in trials]
+    assert len(set(numbers)) == len(numbers) == out["trials"]
+    done = [t for t in trials if t.state in (STATE.COMPLETE, STATE.PRUNED)]
+    complete = [t for t in done if t.state == STATE.COMPLETE]
+    # the stop rule, not the timeout, ended both workers
+    assert elapsed < 240
+    best = max(complete, key=lambda t: t.value)
+    assert sum(t.number > best.number for t in done) >= 12
+    assert out["best_value"] == pytest.approx(best.value)
+    # no trial was pruned before 10 trials had completed
+    for t in (t for t in done if t.state == STATE.PRUNED):
+        before = sum(c.datetime_complete < t.datetime_complete for c in complete)
+        assert before >= 10, f"trial {t.number} pruned after only {before} completes"
+    # fold metrics live in the study, with the objective stated
+    assert len(complete[0].user_attrs["fold_ndcg@20"]) == 3
+    assert "stand-in" in complete[0].user_attrs["objective"]
+    assert sum(complete[0].user_attrs["fold_ndcg@20"]) == pytest.approx(complete[0].value)
+    # a different sampler seed per worker: the random start-up trials are all different
+    first = [tuple(sorted(t.params.items())) for t in sorted(trials, key=lambda t: t.number)[:4]]
+    assert len(set(first)) == 4
+    tuned = tmp_path / "tuned.yaml"
+    best_out = write_best("sknn", storage, tuned)
+    assert best_out["trial"] == best.number and "trial" in tuned.read_text()
+
+
+def _worker(args):
+    tune_worker(*args)
+
+
+def test_a_killed_workers_trial_is_retried_with_the_same_params(tmp_path):
+    home = str((tmp_path / "home").resolve())
+    storage = f"sqlite:///{tmp_path / 'kill.db'}"
+    s = study(name="kill", n_trials=200)
+    ctx = multiprocessing.get_context("spawn")
+    victim = ctx.Process(target=_worker, args=((s, storage, 0, home),))
+    victim.start()
+    running = None
+    deadline = time.time() + 180
+    while running is None and time.time() < deadline:
+        # KeyError: the study is not created yet
+        with contextlib.suppress(KeyError, optuna.exceptions.StorageInternalError, ValueError):
+            running = next((t for t in trials_of("kill", storage) if t.state == STATE.RUNNING
+                            and t.number >= 1), None)
+        time.sleep(0.02)
+    assert running is not None, "the worker never started a trial"
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.join()
+    time.sleep(3)  # past the grace period: the killed trial's heartbeat is stale
+    rescuer = ctx.Process(target=_worker, args=((study(name="kill", n_trials=1), storage, 1,
+                                                 home),))
+    rescuer.start()
+    rescuer.join(timeout=180)
+    assert rescuer.exitcode == 0
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    trials = {t.number: t for t in trials_of("kill", storage)}
+    assert trials[running.number].state == STATE.FAIL
+    retries = [t for t in trials.values()
+               if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == running.number]
+    assert len(retries) == 1
+    retry = retries[0]
+    assert retry.params == running.params
+    assert retry.state in (STATE.COMPLETE, STATE.PRUNED)
+
+
+def test_stop_rule_counts_trials_since_the_best():
+    st = optuna.create_study(direction="maximize")
+    stop = StopWithoutImprovement(patience=3)
+    for value in (1.0, 5.0, 2.0, 2.0):  # best at trial 1, two after it
+        st.add_trial(optuna.trial.create_trial(value=value, params={}, distributions={}))
+    stop(st, st.trials[-1])
+    assert not st._stop_flag
+    st.add_trial(optuna.trial.create_trial(value=0.5, params={}, distributions={}))
+    stop(st, st.trials[-1])
+    assert st._stop_flag
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"space": "no-such-space"}, "unknown search space"),
+    ({"space": {"k": {"type": "int", "low": 5, "high": 1}}}, "low <= high"),
+    ({"prune_bottom_percent": 120}, "prune_bottom_percent"),
+    ({"modle": "x"}, "modle"),
+])
+def test_bad_studies_fail_naming_the_field(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        study(**bad)
+
+
+def test_summary_of_an_empty_study(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'e.db'}"
+    s = study(name="empty")
+    from recbench.distributed.tune import create_study
+
+    create_study(s, storage)
+    out = summary(s, storage)
+    assert out["trials"] == 0 and out["best_trial"] is None
+    assert Path(tmp_path / "e.db").exists()
