@@ -46,6 +46,9 @@ GROUPS: dict[str, GroupSpec] = {g.name: g for g in [
               "LLM with one new token per item, next-item cross-entropy.", 9),
     GroupSpec("J", ("seq",), "semantic-id", "llm", ("finetune",),
               "LLM with semantic IDs, conditional beam search.", 10),
+    GroupSpec("llm-seq", ("seq",), "embedding", "llm", ("none",),
+              "Paper 002 (Boz et al.): LLMSeqSim and its popularity hybrids over LLM item "
+              "embeddings (temporal-v1).", 11),
 ]}
 
 

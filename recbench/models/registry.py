@@ -22,7 +22,8 @@ from recbench.models.base import Recommender
 
 MODELS: Registry[type[Recommender]] = Registry("model")
 # Add "recbench.models.llm" once that family registers models (issue: LLM recommenders).
-FAMILIES = ("recbench.models.ctr", "recbench.models.seq", "recbench.models.llm")
+FAMILIES = ("recbench.models.ctr", "recbench.models.seq", "recbench.models.llm",
+            "recbench.models.knn", "recbench.models.hybrid")
 
 _TABLE = [
     ("MostPopular", "recbench.models.baselines:MostPopular", ("baseline",), ("ctr", "seq"),

@@ -8,4 +8,7 @@ _M = "recbench.models.knn"
 _LLMSEQ = ("llm-seq",)
 _SEQ = ("seq",)
 
-REGISTRY: list[tuple[str, str, tuple[str, ...], tuple[str, ...], str]] = []
+REGISTRY: list[tuple[str, str, tuple[str, ...], tuple[str, ...], str]] = [
+    ("LLMSeqSim", f"{_M}.llmseqsim:LLMSeqSim", _LLMSEQ, _SEQ,
+     "items nearest the session's pooled LLM embedding, full catalogue (paper 002 §3)"),
+]
