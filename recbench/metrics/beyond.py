@@ -53,7 +53,7 @@ def catalog_coverage(topk: ArrayLike, n_items: int) -> float:
     return float(np.count_nonzero(seen) / n_items)
 
 
-def novelty(topk: ArrayLike, item_counts: ArrayLike) -> float:
+def novelty(topk: ArrayLike, item_counts: ArrayLike, unseen: str = "smooth") -> float:
     """Mean self-information -log2 p(i) of the recommended items, in bits.
 
     p(i) = count_i / total, where count_i is the item's number of training interactions and
@@ -61,9 +61,16 @@ def novelty(topk: ArrayLike, item_counts: ArrayLike) -> float:
     count of 1, so their self-information is large but finite; `total` is not changed by
     that smoothing.
 
+    Parity with paper 002's code (`main/eval/metrics/novelty.py`): pass whole-dataset counts
+    (train + test interactions) and `unseen="zero"`: an item without a count then adds 0 bits
+    but still counts in the mean over the n_rows * k slots.
+
     Args:
         topk: (n_rows, k) recommended item ids.
-        item_counts: (n_items,) non-negative training interaction counts per item.
+        item_counts: (n_items,) non-negative interaction counts per item (training counts by
+            default; whole-dataset counts for the authors' reading).
+        unseen: "smooth" (count 0 -> 1, the default) or "zero" (count 0 -> 0 bits, the
+            authors').
 
     Returns:
         The mean over all n_rows * k recommended slots.
@@ -80,9 +87,14 @@ def novelty(topk: ArrayLike, item_counts: ArrayLike) -> float:
     total = counts.sum()
     if total <= 0:
         raise MetricError("novelty: item_counts sum to 0; popularity is undefined")
+    if unseen not in ("smooth", "zero"):
+        raise MetricError(f"novelty: unseen must be 'smooth' or 'zero', got {unseen!r}")
     t = _topk_lists(topk, "novelty", counts.shape[0])
-    smoothed = np.maximum(counts[t], 1.0)
-    return float(np.mean(np.log2(total) - np.log2(smoothed)))
+    c = counts[t]
+    bits = np.log2(total) - np.log2(np.maximum(c, 1.0))
+    if unseen == "zero":
+        bits = np.where(c > 0, bits, 0.0)
+    return float(np.mean(bits))
 
 
 def serendipity(topk: ArrayLike, targets: ArrayLike, popular_topk: ArrayLike) -> float:
