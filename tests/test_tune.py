@@ -112,15 +112,11 @@ def test_a_killed_workers_trial_is_retried_with_the_same_params(tmp_path):
 
 
 def test_stop_rule_counts_trials_since_the_best():
+    values = iter([1.0, 5.0, 2.0, 2.0, 0.5, 9.0, 9.0, 9.0])
     st = optuna.create_study(direction="maximize")
-    stop = StopWithoutImprovement(patience=3)
-    for value in (1.0, 5.0, 2.0, 2.0):  # best at trial 1, two after it
-        st.add_trial(optuna.trial.create_trial(value=value, params={}, distributions={}))
-    stop(st, st.trials[-1])
-    assert not st._stop_flag
-    st.add_trial(optuna.trial.create_trial(value=0.5, params={}, distributions={}))
-    stop(st, st.trials[-1])
-    assert st._stop_flag
+    st.optimize(lambda trial: next(values), n_trials=8, callbacks=[StopWithoutImprovement(3)])
+    # best is trial 1; trials 2, 3, 4 do not improve on it: the third of them stops the loop
+    assert len(st.trials) == 5
 
 
 @pytest.mark.parametrize("bad, match", [
