@@ -44,10 +44,11 @@ class EvalConfig(ClosedConfig):
     latency_samples: Count = 1000
     latency_warmup: NonNegativeInt = 20
     latency_threads: int = Field(1, ge=1, le=MAX_THREADS)
-    # Training runs at this many torch/BLAS threads (pinned before `fit`; part of the key, since
-    # the float reduction order, hence the result, depends on it). 1 by measurement: on this
-    # project's 2-core machines DCNv2 trained 3-6x faster at 1 than at 2 threads while another
-    # process was busy, and bit-identically run to run (see README "Running").
+    # Training (and evaluation) runs at this many torch/BLAS threads, pinned before the model is
+    # built; part of the key, since the float reduction order, hence the result, depends on it.
+    # 1 by measurement (2-core machine shared with other jobs, synthetic small): DCNv2 3 epochs
+    # 6.5 s at 1 thread vs 51 s at 2, SASRec-3L 2 epochs 20 s vs 183 s; with one more busy
+    # process 6.1 vs 82.5 s and 37 vs 415 s. Each count is bit-identical from run to run.
     train_threads: int = Field(1, ge=1, le=MAX_THREADS)
     exclude_history: bool = False  # full-ranking: mask history items (off: repeats may recur)
     topk: Count = 20
@@ -101,6 +102,9 @@ def resolve(configs: dict[str, type[ClosedConfig]], *layers: dict[str, Any]
             out[name] = cls(**values[name])
         except ValidationError as exc:
             err = exc.errors()[0]
+            if not err["loc"]:  # a check across settings (a model validator): its own words
+                reason = err["msg"].removeprefix("Value error, ")
+                raise ConfigError(f"settings of {cls.__name__}: {reason}") from None
             loc = ".".join(str(p) for p in err["loc"])
             got = repr(err.get("input"))
             got = got if len(got) <= 80 else got[:77] + "..."

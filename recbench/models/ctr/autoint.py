@@ -9,6 +9,7 @@ AutoInt+ (§5.4) adds a parallel MLP on [u ; t]; set `dnn_hidden` to enable it.
 
 from __future__ import annotations
 
+from pydantic import model_validator
 from torch import nn
 
 from recbench.core.config import Count, Dropout, Widths
@@ -26,6 +27,13 @@ class AutoIntConfig(DeepCTRConfig):
     layer_norm: bool = True  # not in the paper; see recbench.models.ctr.base
     attention_dropout: Dropout = 0.0
     dnn_hidden: Widths = ()  # AutoInt+: e.g. (256, 128, 64)
+
+    @model_validator(mode="after")
+    def _heads_divide_attention_dim(self):
+        if self.attention_dim % self.heads:
+            raise ValueError(f"attention_dim {self.attention_dim} is not divisible by heads "
+                             f"{self.heads}")
+        return self
 
 
 class AutoIntInteraction(nn.Module):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import model_validator
 from torch import nn
 
 from recbench.core.config import Count, Dropout, Widths
@@ -33,6 +34,14 @@ class FinalMLPConfig(DeepCTRConfig):
     context1: Context = "user"
     context2: Context = "item"
     heads: Count = 4  # multi-head bilinear fusion; must divide both stream widths
+
+    @model_validator(mode="after")
+    def _heads_divide_the_streams(self):
+        widths = [h[-1] for h in (self.mlp1_hidden, self.mlp2_hidden) if h]
+        if any(w % self.heads for w in widths):
+            raise ValueError(f"stream widths {widths} (the last of mlp1_hidden, mlp2_hidden) "
+                             f"are not divisible by heads {self.heads}")
+        return self
 
 
 class FinalMLPInteraction(nn.Module):

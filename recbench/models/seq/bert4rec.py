@@ -19,6 +19,7 @@ output bias b^O of §3.5 is dropped (scores stay a dot product, as every group-G
 from __future__ import annotations
 
 import torch
+from pydantic import model_validator
 from torch import nn
 
 from recbench.core.config import Count, Dropout, Probability
@@ -33,6 +34,12 @@ class BERT4RecConfig(SeqModelConfig):
     dropout: Dropout = 0.1
     mask_prob: Probability = 0.2  # ρ; the paper tunes 0.2 (dense) .. 0.6 (sparse)
     last_only_prob: Probability = 0.1
+
+    @model_validator(mode="after")
+    def _heads_divide_dim(self):
+        if self.dim % self.heads:
+            raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
+        return self
 
 
 def cloze_mask(seq: torch.Tensor, mask_prob: float, last_only_prob: float, mask_id: int,

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import create_model
+from pydantic import create_model, model_validator
 from torch import nn
 
 from recbench.core.config import Count
@@ -31,6 +31,12 @@ class SASRecConfig(SeqModelConfig):
     n_layers: Count = 2  # the original paper's default; RecBench runs 3, 6, 12 and 24
     heads: Count = 2
     scale_embeddings: bool = True  # √d · v (the reference implementation)
+
+    @model_validator(mode="after")
+    def _heads_divide_dim(self):
+        if self.dim % self.heads:
+            raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
+        return self
 
 
 class SASRecEncoder(nn.Module):

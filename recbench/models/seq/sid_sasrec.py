@@ -38,7 +38,7 @@ from typing import ClassVar, Literal
 import numpy as np
 import polars as pl
 import torch
-from pydantic import create_model
+from pydantic import create_model, model_validator
 from torch import nn
 
 from recbench import metrics
@@ -75,6 +75,12 @@ class SIDSASRecConfig(TrainConfig, SIDConfig):
     cbs: bool = False  # conditional beam search: only prefixes of real items
     decoding: Literal["kv-cache", "recompute"] = "kv-cache"
     infer_batch_size: Count = 256  # users per beam search (each step runs users x beam rows)
+
+    @model_validator(mode="after")
+    def _heads_divide_dim(self):
+        if self.dim % self.heads:
+            raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
+        return self
 
 
 class SIDSASRecEncoder(nn.Module):
