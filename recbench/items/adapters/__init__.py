@@ -47,6 +47,17 @@ ADAPTERS.add("autoencoder", f"{_P}.autoencoder:LinearAutoencoder",
 ADAPTERS.add("random", f"{_P}.random_projection:GaussianRandomProjection",
              description="Gaussian random projection")
 
+# Learned adapters (paper 000 §3.3): torch modules trained end to end with the recommender,
+# `(in_dim, dim, ...)` -> (..., D) -> (..., dim); `pq` maps item ids through fitted codes
+# (`uses_codes`). Built by `recbench.items.fusion`.
+LEARNED_ADAPTERS: Registry[type] = Registry("learned adapter")
+LEARNED_ADAPTERS.add("linear", f"{_P}.linear:LinearAdapter", description="one affine map")
+LEARNED_ADAPTERS.add("mlp", f"{_P}.mlp:MLPAdapter", description="two layers, GELU")
+LEARNED_ADAPTERS.add("pq", f"{_P}.pq:PQAdapter",
+                     description="product-quantisation codes, mean of code embeddings (VQ-Rec)")
+LEARNED_ADAPTERS.add("moe", f"{_P}.moe:MoEAdapter",
+                     description="8 PW experts, softmax gate (UniSRec MoEAdaptorLayer)")
+
 
 @dataclass
 class Reduced:
