@@ -36,7 +36,15 @@ def fixed_threads(threads: int) -> Iterator[None]:
 
 def measure(score_one: Callable[[pl.DataFrame], object], rows: pl.DataFrame, *, n: int = 1000,
             warmup: int = 20, threads: int = 1, device: str = "cpu") -> LatencyStats:
-    """Time `score_one` on single-row slices of `rows` (the first `n`, after `warmup` others)."""
+    """Time `score_one` on single-row slices of `rows` (the first `n`, after `warmup` others).
+
+    Raises:
+        ValueError: `n` or `threads` below 1, `warmup` below 0, or no rows (EvalConfig's bounds
+            catch the settings before a run trains; this guards other callers).
+    """
+    if n < 1 or threads < 1 or warmup < 0 or rows.height == 0:
+        raise ValueError(f"latency: need n >= 1, threads >= 1, warmup >= 0 and rows (got n={n}, "
+                         f"threads={threads}, warmup={warmup}, {rows.height} rows)")
     n = min(n, rows.height)
     warm = min(warmup, rows.height)
     times = np.empty(n)

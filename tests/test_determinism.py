@@ -215,3 +215,12 @@ def test_external_compare_trains_recbench_here_and_selects_its_record_by_config_
                             "heads": 2, "dropout": 0.2, "epochs": 200, "patience": 10}}
     seq = ec.seq_settings(seq_config, split)
     assert seq["batch_size"] == seq_batch_size(split.seq["train"].height, 256) < 256
+
+
+def test_latency_refuses_zero_samples_for_any_caller():
+    import polars as pl
+
+    from recbench.latency import measure
+
+    with pytest.raises(ValueError, match="n >= 1"):
+        measure(lambda row: None, pl.DataFrame({"x": [1, 2]}), n=0)
