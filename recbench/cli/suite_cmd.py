@@ -68,6 +68,14 @@ def suite_run(
     overwrite: Annotated[str, typer.Option(
         help="never: skip finished runs; only-missing: also redo runs whose predictions are "
              "gone; always: redo.")] = "never",
+    executor: Annotated[Optional[str], typer.Option(
+        help="Run as a sweep: local (process pool) | ray | slurm (default: one run after "
+             "another in this process).")] = None,
+    workers: Annotated[Optional[int], typer.Option(
+        help="With --executor: runs at a time.")] = None,
+    address: Annotated[Optional[str], typer.Option(
+        help="With --executor ray: the cluster address (auto | HOST:PORT | ray://...).")
+    ] = None,
     home: Annotated[Optional[Path], typer.Option("--home", help=HOME_HELP)] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -91,6 +99,9 @@ def suite_run(
         _print_plan(suite, runs)
         return
     check_suite_runs(suite, runs, home)
+    if executor is not None:  # a suite is a grid: `recbench sweep`'s planning and executors
+        _run_as_sweep(suite, runs, executor, workers, address, home)
+        return
     console.rule(f"suite {suite.name} v{suite.version}: {len(runs)} runs, protocol "
                  f"{suite.protocol}")
     _run_with_progress(runs, run_suite)
@@ -99,6 +110,24 @@ def suite_run(
     if failed:
         console.print(f"[bold red]{len(failed)} of {len(runs)} run(s) failed[/] (details in the "
                       "run logs and with --verbose)", highlight=False)
+        raise typer.Exit(1)
+
+
+def _run_as_sweep(suite, runs, executor, workers, address, home) -> None:
+    from recbench.cli.sweep_cmd import run_with_progress
+    from recbench.core import paths
+    from recbench.distributed.executors import make_executor
+    from recbench.distributed.grid import Cell, Resources
+    from recbench.distributed.sweep import plan_sweep, sweep_dir
+
+    name = f"suite-{suite.name}"
+    plan = plan_sweep([Cell(run.request, Resources()) for run in runs], name, paths.home(home),
+                      executor)
+    console.rule(f"suite {suite.name} v{suite.version} on {executor}: {len(plan.all)} keys, "
+                 f"{len(plan.finished)} finished, {len(plan.specs)} to run")
+    pool = make_executor(executor, workers=workers, address=address,
+                         folder=sweep_dir(plan.home, name) / "slurm")
+    if run_with_progress(plan, pool).failures:
         raise typer.Exit(1)
 
 
