@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import logging
-import re
 import shutil
 import socket
 import subprocess
@@ -430,24 +429,23 @@ def _ensure_prepared(home: Path, dataset: str, size: str, seed: int, protocol: s
     return load_manifest(home, dataset, size, resolve_protocol(home, dataset, size, protocol))
 
 
-DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+DEVICES = ("cpu", "cuda")
 
 
 def _check_device(device: str) -> None:
-    """`cpu`, `cuda` or `cuda:N` on a machine that has it; anything else is an error (training
-    would otherwise run on the CPU under another device's name)."""
-    if not isinstance(device, str) or not DEVICE.fullmatch(device):
-        raise ConfigError(f"--device {device!r}: choose cpu, cuda or cuda:N")
-    if not device.startswith("cuda"):
-        return
-    import torch
+    """`cpu`, or `cuda` on a machine that has it; anything else is an error (training would
+    otherwise run on the CPU, or on another GPU, under the name asked for). The training loop
+    (Accelerate) places a single-process run on the current CUDA device, so a GPU is chosen
+    with CUDA_VISIBLE_DEVICES, not cuda:N."""
+    if device not in DEVICES:
+        hint = " (choose the GPU with CUDA_VISIBLE_DEVICES)" if str(device).startswith(
+            "cuda:") else ""
+        raise ConfigError(f"--device {device!r}: choose cpu or cuda{hint}")
+    if device == "cuda":
+        import torch
 
-    if not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: no CUDA device is available here; use --device cpu")
-    index = int(device.partition(":")[2] or 0)
-    if index >= torch.cuda.device_count():
-        raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA "
-                          f"device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda: no CUDA device is available here; use --device cpu")
 
 
 def _seed_everything(seed: int) -> None:
