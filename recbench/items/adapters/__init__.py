@@ -91,7 +91,7 @@ def reduce(vectors: np.ndarray, method: str, dim: int, *, fit_rows: np.ndarray |
     x = np.asarray(vectors, dtype=np.float64)
     n, width = x.shape
     rows = np.arange(n) if fit_rows is None else np.unique(np.asarray(fit_rows, np.int64))
-    if rows.size == 0 or rows[0] < 0 or rows[-1] >= n:
+    if method != "none" and (rows.size == 0 or rows[0] < 0 or rows[-1] >= n):
         raise ConfigError(f"fit rows must be item ids in 0..{n - 1} (got {rows.size} ids)")
     info: dict[str, Any] = {"method": method, "requested_dim": dim, "normalize": normalize,
                             "fit_items": int(rows.size), "fit_all_items": fit_rows is None,

@@ -147,7 +147,8 @@ class LLMSeqSimSequential(_LLMSeqSimHybrid):
                 f"({', '.join(self.config.sequential_settings) or 'defaults'})",
                 *[f"{self.config.sequential}: {n}" for n in self.seq.notes()],
                 self._popularity_note(),
-                f"rows routed: {routed.get('sequential', 0)} to {self.config.sequential}, "
+                f"rows routed (evaluation and latency calls together): "
+                f"{routed.get('sequential', 0)} to {self.config.sequential}, "
                 f"{routed.get('llmseqsim', 0)} to LLMSeqSim"]
 
 

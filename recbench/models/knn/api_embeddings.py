@@ -3,10 +3,11 @@
 OpenAI's `text-embedding-3-small` / `text-embedding-ada-002` (the paper's ada), a local
 `python -m llama_cpp.server --embedding true`, `vllm serve --task embed`, ... The transport is
 the `openai` backend's client (same retries, key from the environment, key redaction,
-same-origin redirects only). Vectors are cached like the encoder pipeline's, under
-`<cache>/item_embeddings/<dataset>/<key>.npy` keyed by the endpoint, the model name and a hash
-of the item texts, so a rerun sends no request. An empty item text is sent as one space
-(servers reject empty input).
+same-origin redirects only). A server that answers one vector per token (llama.cpp for a
+causal LM without a pooling layer) has them mean-pooled here. Vectors are cached like the
+encoder pipeline's, under `<cache>/item_embeddings/<dataset>/<key>.npy` keyed by the endpoint,
+the model name and a hash of the item texts, so a rerun sends no request. An empty item text
+is sent as one space (servers reject empty input).
 """
 
 from __future__ import annotations
@@ -62,10 +63,12 @@ def _vectors(answer: Any, n: int, base_url: str) -> np.ndarray:
     except (KeyError, TypeError, ValueError):
         raise RecbenchError(f"{base_url}/embeddings: an entry has no numeric 'embedding'"
                             ) from None
+    # llama.cpp's server returns one vector per token for models without a pooling layer
+    # (a causal LM's GGUF): those are mean-pooled here, the pipeline's `mean` pooling.
+    vecs = [v.mean(axis=0) if v.ndim == 2 and v.shape[0] > 0 else v for v in vecs]
     if any(v.ndim != 1 for v in vecs) or len({v.shape for v in vecs}) != 1:
-        raise RecbenchError(f"{base_url}/embeddings returned per-token or ragged embeddings; "
-                            "expected one pooled vector per input (llama.cpp: start the server "
-                            "with a pooling type, e.g. --pooling_type 1)")
+        raise RecbenchError(f"{base_url}/embeddings returned embeddings of differing shapes "
+                            f"{sorted({v.shape for v in vecs})}; expected one vector per input")
     return np.stack(vecs)
 
 
