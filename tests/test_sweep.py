@@ -57,7 +57,11 @@ def test_grid_is_the_product_and_pairs_models_with_their_groups(home):
     plan = plan_sweep(cells, "t", home, "local")
     assert len(plan.all) == 2 * 2 * 2 + 1 * 2 * 2 * 2
     assert len({s.key for s in plan.all}) == len(plan.all)
-    only_seq = plan_sweep(cells, "t", home, "local", tasks=["seq"])
+    # a grid with `tasks` gives cells that plan only those tasks
+    only_seq = plan_sweep(expand(grid(groups=["G", "baseline"],
+                                      models=["GRU4Rec", "MostPopular", "SKNN"], seeds=[0, 1],
+                                      vary={"latency_samples": [10, 20]}, settings={},
+                                      tasks=["seq"]), home=home), "t", home, "local")
     assert {s.request["task"] for s in only_seq.all} == {"seq"} and len(only_seq.all) == 12
 
 
@@ -246,3 +250,21 @@ def test_cli_sweep_dry_run_status_and_a_suite_as_a_sweep(tmp_path):
     # 2 sweep keys + the suite's MostPopular/Random x ctr/seq (its seq MostPopular key may
     # coincide with the sweep's only if the settings match; they differ: latency_samples)
     assert len(records) == 2 + 4
+
+
+def test_slurm_executor_through_submitits_local_cluster(tmp_path):
+    pytest.importorskip("submitit", reason="submitit is not installed (recbench[slurm])")
+    home = tmp_path / "home"
+    g = grid(models=["MostPopular"], groups=["baseline"], tasks=["seq"], seeds=[0, 1],
+             settings={"latency_samples": 5})
+    plan = plan_sweep(expand(g, home=home), "slurm", home, "slurm")
+    assert len(plan.specs) == 2
+    ex = make_executor("slurm", workers=2, folder=tmp_path / "jobs",
+                       slurm={"cluster": "local", "timeout_min": 10})
+    result = run_sweep(plan, ex)
+    assert sorted(o.status for o in result.outcomes) == ["done", "done"]
+    records = list(ResultStore(home).records())
+    assert {r.key for r in records} == {s.key for s in plan.specs}
+    assert {r.executor for r in records} == {"slurm"}
+    with pytest.raises(ConfigError, match="whole"):
+        ex._executor(__import__("submitit"), 1, 0.5)

@@ -63,7 +63,7 @@ def sweep(
     cells = expand(grid, home=home, overwrite="never" if status else overwrite)
     from recbench.core import paths
 
-    plan = plan_sweep(cells, grid.name, paths.home(home), executor, tasks=grid.spec.tasks)
+    plan = plan_sweep(cells, grid.name, paths.home(home), executor)
     if status:
         print_status(plan)
         return

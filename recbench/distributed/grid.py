@@ -98,6 +98,7 @@ class Cell:
 
     request: RunRequest
     resources: Resources
+    tasks: tuple[str, ...] | None = None  # only these of the cell's tasks (None: all it covers)
 
 
 def load_grid(path: Path) -> Grid:
@@ -173,5 +174,6 @@ def expand(grid: Grid, home: Path | None = None, overwrite: str = "never") -> li
         req = RunRequest(group=group, model=model, datasets=[dataset], config_file=config_file,
                          sets={**spec.settings, **combo}, seed=seed, size=spec.size,
                          device=spec.device, overwrite=overwrite, smoke=spec.smoke, home=home)
-        cells.append(Cell(req, resources_for(spec, group, model)))
+        cells.append(Cell(req, resources_for(spec, group, model),
+                          tuple(spec.tasks) if spec.tasks else None))
     return cells

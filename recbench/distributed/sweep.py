@@ -59,13 +59,12 @@ def _label(req, task: str) -> str:
 
 
 def plan_sweep(cells: Iterable[Cell], name: str, home: Path, executor: str,
-               tasks: Iterable[str] | None = None, reporter=None) -> SweepPlan:
+               reporter=None) -> SweepPlan:
     """Plan `cells` into one spec per key (config errors surface here, before any dispatch)."""
     from recbench.results.store import ResultStore
     from recbench.runner import plan
 
     home = Path(paths.home(home)).resolve()
-    wanted = set(tasks) if tasks else None
     store = ResultStore(home)
     sdir = str(sweep_dir(home, name))
     seen: set[str] = set()
@@ -76,7 +75,7 @@ def plan_sweep(cells: Iterable[Cell], name: str, home: Path, executor: str,
             config_file=Path(cell.request.config_file).resolve() if cell.request.config_file
             else None)
         for p in plan(req, reporter):
-            if wanted is not None and p.task not in wanted:
+            if cell.tasks is not None and p.task not in cell.tasks:
                 continue
             if p.key in seen:
                 duplicates += 1
