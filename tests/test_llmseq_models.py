@@ -203,3 +203,16 @@ def test_llmseqsim_runs_from_the_registry(fixed_vectors, tmp_path):
     full = out.record.metrics["full"]
     assert 0.0 <= full["ndcg@20"] <= 1.0 and "coverage@20" in full
     assert any("LLMSeqSim" in n for n in out.record.notes)
+
+
+def test_the_llm_seq_suite_rows_resolve_to_valid_configs():
+    from recbench.models.registry import MODELS, models_in_group
+    from recbench.suites import load_suite
+
+    suite = load_suite("llm-seq")
+    assert suite.protocol == "temporal-v1"
+    for row in suite.rows:
+        assert row.model in models_in_group(row.group), row.name
+        MODELS.load(row.model).Config(**row.settings)  # a typo fails here, not mid-suite
+    metrics = {t.metric for t in suite.tables}
+    assert {"ndcg@20", "coverage@20", "serendipity@20", "novelty@20"} <= metrics
