@@ -38,13 +38,28 @@ CACHE_VERSION = 1
 
 @dataclass(frozen=True)
 class LoraRef:
-    """A fitted LoRA adapter: its artefact key (for cache keys and records), its folder, and
-    the head it was trained with (`causal` for CPT/SFT, `encoder` for SCFT)."""
+    """A fitted LoRA adapter: its artefact key (for cache keys and records), its folder, the
+    head it was trained with (`causal` for CPT/SFT, `encoder` for SCFT), and the adapter it
+    was trained on top of (merged first: CPT under CPT+SFT's SFT stage), if any."""
 
     key: str
     path: Path
     kind: str = "causal"
     method: str = ""
+    base: LoraRef | None = None
+
+    def chain(self) -> list[LoraRef]:
+        """The adapters to merge, first to last."""
+        return [*(self.base.chain() if self.base is not None else []), self]
+
+
+def merge_lora(model, lora: LoraRef):
+    """`model` with every adapter of `lora`'s chain merged into its weights, in order."""
+    from peft import PeftModel
+
+    for ref in lora.chain():
+        model = PeftModel.from_pretrained(model, str(ref.path)).merge_and_unload()
+    return model
 
 
 class TextEncoder:
@@ -64,9 +79,7 @@ class TextEncoder:
         model, self.tokenizer = backbones.load_backbone(encoder, kind=kind, device=device)
         self.source = model.recbench_source
         if lora is not None:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, str(lora.path)).merge_and_unload()
+            model = merge_lora(model, lora)
             model = model.base_model if lora.kind != "encoder" else model  # drop the LM head
             model.eval()
         if getattr(model.config, "is_encoder_decoder", False):
