@@ -132,6 +132,15 @@ def run_spec(spec: RunSpec) -> Outcome:
 def _run(spec: RunSpec, node: str, pid: int, t0: float) -> Outcome:
     from recbench.runner import RunRequest, run
 
+    if spec.gpus >= 2:
+        from recbench.core.errors import ConfigError
+        from recbench.distributed.multigpu import accelerate_command, describe
+
+        raise ConfigError(
+            f"{spec.label}: a run on {spec.gpus:g} GPUs needs rank-aware training (only rank 0 "
+            "leases, checkpoints and publishes), which the runner does not have yet; run it by "
+            f"hand: {describe(accelerate_command(spec.request, int(spec.gpus)))}")
+
     req = RunRequest(**{**spec.request, "executor": spec.executor, "node": node})
     outcomes = run(req)
     if len(outcomes) != 1:
