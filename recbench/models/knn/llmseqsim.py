@@ -13,7 +13,7 @@
 
 `score_items` returns every item's score, so the shared evaluator ranks the full catalogue with
 pessimistic ties; `recommend` gives the exact top-k (`recbench.models.knn.similarity.top_k`:
-chunked matmul + argpartition) for the hybrids and the benchmark. Defaults are the authors'
+chunked matmul + a threshold selection) for the hybrids and the benchmark. Defaults are the authors'
 Beauty optimum (PCA to 512, normalised, cosine, mean, harmonic) with the paper's decay reading;
 `dim` above what the reduction can give is capped, and the record says so.
 """
