@@ -27,6 +27,8 @@ def tune(
         help="Where workers run: local | ray | slurm.")] = "local",
     address: Annotated[Optional[str], typer.Option(help="Ray cluster address.")] = None,
     cpus: Annotated[int, typer.Option(help="Threads per worker.")] = 1,
+    timeout: Annotated[Optional[float], typer.Option(
+        help="Seconds each worker may tune (over the study's timeout_s).")] = None,
     write: Annotated[Optional[Path], typer.Option(
         help="With `best`: write the best parameters here as a --config file.")] = None,
     home: Annotated[Optional[Path], typer.Option("--home", help=HOME_HELP)] = None,
@@ -54,6 +56,11 @@ def tune(
     if workers < 1:
         raise ConfigError(f"--workers {workers}: expected 1 or more")
     study = tuning.load_study(Path(target))
+    if timeout is not None:
+        if timeout <= 0:
+            raise ConfigError(f"--timeout {timeout}: expected a positive number of seconds")
+        study = tuning.Study(study.spec.model_copy(update={"timeout_s": timeout}), study.space,
+                             study.path)
     out = tuning.run_tune(study, storage, workers, executor=executor, home=home,
                           address=address, cpus=cpus)
     states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(out["states"].items()))
