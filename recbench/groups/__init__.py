@@ -49,6 +49,9 @@ GROUPS: dict[str, GroupSpec] = {g.name: g for g in [
     GroupSpec("llm-seq", ("seq",), "embedding", "llm", ("none",),
               "Paper 002 (Boz et al.): LLMSeqSim and its popularity hybrids over LLM item "
               "embeddings (temporal-v1).", 11),
+    GroupSpec("feature-extractor", ("seq",), "embedding", "conventional", ("train",),
+              "Paper 000 (RecXplore): SASRec over LLM-extracted, adapted item features "
+              "(loo-v1).", 12),
 ]}
 
 

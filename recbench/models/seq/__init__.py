@@ -42,6 +42,9 @@ REGISTRY: list[tuple[str, str, tuple[str, ...], tuple[str, ...], str]] = [
      "BERT4Rec with item table initialised from encoder embeddings + PCA (paper 002 §5.2)"),
     ("LLM2GRU4Rec", f"{_M}.gru4rec:LLM2GRU4Rec", _G, _SEQ,
      "GRU4Rec with item table initialised from encoder embeddings + PCA (paper 002 §5.2)"),
+    ("FE-SASRec", f"{_M}.fe_sasrec:FESASRec", ("feature-extractor",), _SEQ,
+     "SASRec over adapted LLM item features: text, tuning, pooling, adapter and ID fusion "
+     "as settings (RecXplore, paper 000)"),
     ("SID-SASRec", f"{_M}.sid_sasrec:SIDSASRec", _H, _SEQ,
      "SASRec over semantic-ID code tokens, beam search; n_layers and cbs settings"),
     ("SID-SASRec-3L", f"{_M}.sid_sasrec:SIDSASRec3L", _H, _SEQ,

@@ -77,7 +77,7 @@ class SeqModel(TorchSeq):
         cfg = self.config
         self.n_items = data.n_items
         self.frozen_items_t = None
-        self.items = build_items(cfg, data, self.ctx)
+        self.items = self.item_table(data)
         if cfg.items == "embedding" and cfg.embedding_std is not None:
             with torch.no_grad():
                 table = self.items.embedding.weight  # (n_items + 1, D), row 0 = padding
@@ -101,6 +101,11 @@ class SeqModel(TorchSeq):
         self.module.eval()
         with torch.no_grad():  # trained: every item's vector once, not at every scoring call
             self.frozen_items_t = self.item_matrix().T.contiguous()
+
+    def item_table(self, data: TaskData) -> nn.Module:
+        """The item table the encoder reads and scores with (`build_items` by default; a
+        model with its own item pipeline, such as FE-SASRec, overrides this)."""
+        return build_items(self.config, data, self.ctx)
 
     def histories(self, rows: pl.DataFrame) -> torch.Tensor:
         """(n, max_len) right-aligned shifted ids; a single row (the latency protocol's path)

@@ -43,10 +43,12 @@ class SASRecEncoder(nn.Module):
     """History (B, L) -> user vectors (B, d), or the per-position states (B, L, d)."""
 
     def __init__(self, items: ItemTable, max_len: int, n_layers: int, heads: int, dropout: float,
-                 scale: bool = True):
+                 scale: bool = True, causal: bool = True):
         super().__init__()
         dim = items.dim
-        self.items, self.max_len = items, max_len
+        # causal=False: LLMEmb's SASRec (its attn_mask is commented out), for parity only; the
+        # per-position objective then leaks (position t reads t+1, its own target)
+        self.items, self.max_len, self.causal = items, max_len, causal
         self.scale = dim ** 0.5 if scale else 1.0
         self.position = nn.Embedding(max_len, dim)  # P: learned absolute positions
         nn.init.normal_(self.position.weight, std=0.02)
@@ -63,7 +65,7 @@ class SASRecEncoder(nn.Module):
                                  device=tokens.device)  # right-aligned: the newest at max_len - 1
         x = self.items(tokens) * self.scale + self.position(positions)  # E: (B, L, d)
         x = self.dropout(x).masked_fill(pad, 0.0)
-        mask = attention_mask(tokens, causal=True)  # (B, 1, L, L)
+        mask = attention_mask(tokens, causal=self.causal)  # (B, 1, L, L)
         for block in self.blocks:
             x = block(x, mask).masked_fill(pad, 0.0)  # F^b: (B, L, d)
         return self.norm(x)  # h: (B, L, d)
