@@ -135,8 +135,8 @@ def _train(module, batches, loss_fn, validate, cfg, ctx, n_batches, params, rng)
     start_epoch, best, best_epoch, best_state, history = 0, float("-inf"), -1, None, []
     resumed, prior_seconds = None, 0.0
     ckpt = Path(ctx.work_dir) / CHECKPOINT if ctx.work_dir else None
-    state = (_readable_checkpoint(ckpt, reporter, accelerator.unwrap_model(module), rng)
-             if ckpt is not None and ckpt.exists() else None)
+    state = (_readable_checkpoint(ckpt, reporter, accelerator.unwrap_model(module), optimizer,
+                                  rng) if ckpt is not None and ckpt.exists() else None)
     if state is not None:
         accelerator.unwrap_model(module).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -200,6 +200,7 @@ def _train(module, batches, loss_fn, validate, cfg, ctx, n_batches, params, rng)
 
 
 def _readable_checkpoint(path: Path, reporter: Reporter, module: nn.Module,
+                         optimizer: torch.optim.Optimizer,
                          rng: np.random.Generator | None) -> dict | None:
     """The checkpoint at `path`, or None (the file removed, with a warning) if it is truncated,
     damaged, not tensors and plain containers only, or of an older format: a run killed
@@ -213,14 +214,7 @@ def _readable_checkpoint(path: Path, reporter: Reporter, module: nn.Module,
             raise ValueError("not a recbench checkpoint")
         if state["format"] != CHECKPOINT_FORMAT:
             raise ValueError(f"checkpoint format {state['format']!r}, not {CHECKPOINT_FORMAT}")
-        own = module.state_dict()
-        saved = state["model"]
-        if not isinstance(saved, dict) or saved.keys() != own.keys() or any(
-                not isinstance(saved[k], torch.Tensor) or saved[k].shape != own[k].shape
-                for k in own):
-            raise ValueError("its weights are not this model's")
-        if rng is not None and not isinstance(state["rng"].get("batches"), dict):
-            raise ValueError("it holds no state of the batch generator")
+        _check_fits(state, module, optimizer, rng)
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError,
             pickle.UnpicklingError) as exc:
         message = (f"discarding the unusable checkpoint {path} ({exc.__class__.__name__}); "
@@ -230,6 +224,36 @@ def _readable_checkpoint(path: Path, reporter: Reporter, module: nn.Module,
         path.unlink(missing_ok=True)
         return None
     return state
+
+
+def _check_fits(state: dict, module: nn.Module, optimizer: torch.optim.Optimizer,
+                rng: np.random.Generator | None) -> None:
+    """Raise ValueError unless `state` can be restored into this run whole (nothing is applied
+    before everything is known to fit, so a bad file never leaves the model half loaded)."""
+    own = module.state_dict()
+
+    def same_weights(saved) -> bool:
+        return isinstance(saved, dict) and saved.keys() == own.keys() and all(
+            isinstance(saved[k], torch.Tensor) and saved[k].shape == own[k].shape for k in own)
+
+    if not same_weights(state["model"]) or not (
+            state["best_state"] is None or same_weights(state["best_state"])):
+        raise ValueError("its weights are not this model's")
+    groups = state["optimizer"].get("param_groups") if isinstance(state["optimizer"], dict) else 0
+    if not isinstance(groups, list) or [len(g.get("params", ())) for g in groups] != [
+            len(g["params"]) for g in optimizer.param_groups]:
+        raise ValueError("its optimiser state is not this model's")
+    saved = state["rng"]
+    if not (isinstance(saved.get("torch"), torch.Tensor) and isinstance(saved.get("numpy"), dict)
+            and isinstance(saved.get("python"), list) and len(saved["python"]) == 3):
+        raise ValueError("its random states are incomplete")
+    if rng is not None:
+        batches = saved.get("batches")
+        if not isinstance(batches, dict) or batches.get("bit_generator") != \
+                rng.bit_generator.state["bit_generator"]:
+            raise ValueError("it holds no state of the batch generator")
+    if not isinstance(state["history"], list) or not isinstance(state["epoch"], int):
+        raise ValueError("its history is not a list of epochs")
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:
