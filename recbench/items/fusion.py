@@ -3,7 +3,8 @@ sequential model (SASRec) reads, for its inputs and its output scores alike (tie
 LLMEmb's adapter).
 
     v_i = frozen LLM vector of item i (n_items, D), optionally PCA-reduced first (PCA fitted
-          on the training items only: `recbench.items.adapters.reduce`)
+          on the training items only: `recbench.items.adapters.reduce`), then divided by one
+          factor, the std of the training items' values
     s_i = A(v_i)           A = linear | mlp | moe | pq (learned end to end; PQ codes fitted on
                            the training items only)
 
@@ -75,6 +76,12 @@ class AdaptedTable(ItemTable):
             reduced = reduce(x, "pca", s.pca_dim, fit_rows=known)
             x = reduced.vectors
             self.info["pca"] = reduced.info
+        # one global factor: the training items' vectors get std 1 (raw LLM states reach
+        # hundreds in a few dimensions, which would saturate SASRec's attention at init);
+        # directions and relative distances are kept
+        scale = float(x[known].std())
+        x = x / scale if scale > 0 else x
+        self.info["scale"] = scale
         id_dim = 0
         if s.fusion == "concat":
             id_dim = s.id_dim if s.id_dim is not None else dim // 2
