@@ -134,8 +134,8 @@ class LeaderboardTable:
     @property
     def caption(self) -> str:
         better = "higher" if self.higher_is_better else "lower"
-        head = f"{self.title}: " if self.title else ""
-        return (f"{head}{TASK_TITLES.get(self.task, self.task)} leaderboard: {self.metric} "
+        head = self.title or f"{TASK_TITLES.get(self.task, self.task)} leaderboard"
+        return (f"{head}: {self.metric} "
                 f"({better} is better), protocol {self.protocol}, {self.n_records} records; "
                 "latency = mean per-sample ms")
 
