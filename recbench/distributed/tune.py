@@ -94,6 +94,7 @@ class StudyFile(_Closed):
     model: str
     dataset: str
     size: str = "small"
+    protocol: str | None = None  # the dataset's protocol (temporal-v1 has the tuning folds)
     seed: int = 0
     settings: dict[str, Scalar] = Field(default_factory=dict)  # fixed for every trial
     space: Union[str, dict[str, Param]]  # a file in recbench/distributed/spaces, or inline
@@ -229,23 +230,29 @@ class Fold:
     test: Any
 
 
+def study_request(study: Study, home: Path):
+    """The ordinary run request a study tunes (its key settings; trials add their params)."""
+    from recbench.runner import RunRequest
+
+    spec = study.spec
+    return RunRequest(group=spec.group, model=spec.model, datasets=[spec.dataset],
+                      sets=dict(spec.settings), seed=spec.seed, size=spec.size, task="seq",
+                      home=Path(home), protocol=spec.protocol)
+
+
 class Objective:
     """Total NDCG@20 over the folds for one trial's parameters (reported fold by fold)."""
 
     def __init__(self, study: Study, home: Path):
-        from recbench.runner import RunRequest, resolve_request
+        from recbench.runner import resolve_request
 
-        spec = study.spec
         self.study, self.home = study, Path(paths.home(home)).resolve()
-        req = RunRequest(group=spec.group, model=spec.model, datasets=[spec.dataset],
-                         sets=dict(spec.settings), seed=spec.seed, size=spec.size, task="seq",
-                         home=self.home)
-        self.request = req
-        self.resolved = resolve_request(req)
+        self.request = study_request(study, self.home)
+        self.resolved = resolve_request(self.request)
         (dataset, task, manifest, _), = self.resolved.cells
         from recbench.runner import load_task_data
 
-        self.data = load_task_data(self.resolved.home, dataset, spec.size, task, manifest)
+        self.data = load_task_data(self.resolved.home, dataset, study.spec.size, task, manifest)
         self.folds, self.kind = self._folds()
 
     def _folds(self) -> tuple[list[Fold] | None, str]:
@@ -354,6 +361,10 @@ def run_tune(study: Study, storage: str | None, workers: int, executor: str = "l
     home_abs = str(Path(paths.home(home)).resolve())
     storage = storage or default_storage(Path(home_abs), study.spec.name)
     _optuna()
+    from recbench.runner import resolve_request
+
+    # validated and prepared here, once: workers must not race to prepare the dataset
+    resolve_request(study_request(study, Path(home_abs)))
     create_study(study, storage, 0)  # create it once, before workers race to
     args = [(study, storage, rank, home_abs, cpus) for rank in range(workers)]
     if executor == "local":
