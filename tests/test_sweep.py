@@ -268,3 +268,27 @@ def test_slurm_executor_through_submitits_local_cluster(tmp_path):
     assert {r.executor for r in records} == {"slurm"}
     with pytest.raises(ConfigError, match="whole"):
         ex._executor(__import__("submitit"), 1, 0.5)
+
+
+def test_status_tells_running_from_stale_leases(home):
+    import socket
+    import subprocess
+
+    from recbench.results.lease import acquire
+
+    plan = plan_sweep(expand(grid(seeds=[40, 41, 42]), home=home), "leases", home, "local")
+    live, dead, missing = (Path(s.record_path) for s in plan.specs)
+    lease = acquire(live.with_suffix(".lease"), attempt="live")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead.parent.mkdir(parents=True, exist_ok=True)
+    dead.with_suffix(".lease").write_text(json.dumps(
+        {"attempt": "dead", "pid": gone.pid, "host": socket.gethostname(),
+         "started_at": "2026-01-01T00:00:00+00:00"}))
+    try:
+        states = [s.state for s in sweep_status(plan)]
+    finally:
+        lease.release()
+        dead.with_suffix(".lease").unlink()
+    assert states == ["running", "stale", "missing"]
+    assert missing.exists() is False
