@@ -9,8 +9,8 @@
   CPT+SFT), each adapter cached as a peft folder (kind `lora`);
 - `contrastive`: LLMEmb's soft-target contrastive loss (SCFT, and the alignment fusion).
 
-Importing this package is cheap: torch and transformers load inside the functions that run
-a model.
+transformers and peft load inside the functions that run a model (the parent
+`recbench.items` imports torch today).
 """
 
 from recbench.items.encoders.pooling import EOL_TEMPLATE, POOLINGS, Pooling

@@ -7,7 +7,8 @@
   `HFGenerator` here for transformers), prompts in `prompts.yaml`, outputs cached through
   `recbench.core.artifacts` per (texts, prompt, backbone, decoding settings).
 
-Importing this package is cheap (no torch).
+This package imports no torch or transformers itself (its parent `recbench.items` still
+imports torch today: the ItemTable classes live there).
 """
 
 from recbench.items.text.enhance import (
