@@ -151,6 +151,7 @@ def pair(data):
 @needs_llama_cpp
 def test_yes_no_scores_are_close_to_the_hf_backend(pair):
     backend, hf, _, prompts = pair
+    assert isinstance(backend, backends.Backend) and backend.name in backends.BACKENDS
     assert len({p.prefix_ids for p in prompts}) > 1  # several users: prefix reuse is exercised
     p_cpp, p_hf = backend.score_yes_no(prompts), hf.probabilities(prompts)
     assert p_cpp.shape == (len(prompts),) and np.all((p_cpp > 0) & (p_cpp < 1))

@@ -38,9 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field
 
-from recbench.core.config import ClosedConfig
+from recbench.core.config import ClosedConfig, Count
 from recbench.core.errors import ConfigError, RecbenchError
 from recbench.llm.backends import POOLINGS, Pooling, TokenPrompt, require
 
@@ -60,9 +59,9 @@ class LlamaCppConfig(ClosedConfig):
     """
 
     model_path: str
-    n_threads: int = Field(1, ge=1)
-    n_ctx: int = Field(2048, ge=16)
-    n_batch: int = Field(512, ge=1)
+    n_threads: Count = 1
+    n_ctx: Count = 2048
+    n_batch: Count = 512
     prefix_reuse: bool = True
 
 

@@ -41,7 +41,6 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import polars as pl
 import torch
-from pydantic import Field
 from torch import nn
 
 from recbench import metrics
@@ -86,7 +85,7 @@ class LLMTextConfig(TrainConfig, APISettings):
     mode: Literal["zero-shot", "finetune"] = "zero-shot"
     # who runs the backbone (module docstring); auto: the catalog's (hf local, openai API)
     backend: Literal["auto", "hf", "openai", "vllm", "llamacpp"] = "auto"
-    llamacpp_threads: int = Field(1, ge=1)  # llama.cpp's CPU threads (1: the latency protocol's)
+    llamacpp_threads: Count = 1  # llama.cpp's CPU threads (1: the latency protocol's)
     max_len: Count = 1024  # token budget of one prompt (clamped to the model's positions)
     max_history: Count = MAX_HISTORY
     chat_template: Literal["auto", "on", "off"] = "auto"  # auto: as the catalog says
