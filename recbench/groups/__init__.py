@@ -52,6 +52,9 @@ GROUPS: dict[str, GroupSpec] = {g.name: g for g in [
     GroupSpec("feature-extractor", ("seq",), "embedding", "conventional", ("train",),
               "Paper 000 (RecXplore): SASRec over LLM-extracted, adapted item features "
               "(loo-v1).", 12),
+    GroupSpec("guided", ("seq",), "id", "conventional", ("train",),
+              "Paper 003: SASRec, BERT4Rec, GRU4Rec (Base) vs their guided variants (Ref.): "
+              "ID embeddings refined with LLM-scored interpretable aspects (loo-v1).", 13),
 ]}
 
 

@@ -13,6 +13,7 @@ _M = "recbench.models.seq"
 _G = ("G",)
 _H = ("H",)
 _SEQ = ("seq",)
+_GUIDED_BASE = ("G", "guided")  # also the Base rows of paper 003 (group guided)
 
 REGISTRY: list[tuple[str, str, tuple[str, ...], tuple[str, ...], str]] = [
     ("SASRec-3L", f"{_M}.sasrec:SASRec3L", _G, _SEQ,
@@ -20,11 +21,11 @@ REGISTRY: list[tuple[str, str, tuple[str, ...], tuple[str, ...], str]] = [
     ("SASRec-6L", f"{_M}.sasrec:SASRec6L", _G, _SEQ, "SASRec, 6 blocks (RecBench Table 5)"),
     ("SASRec-12L", f"{_M}.sasrec:SASRec12L", _G, _SEQ, "SASRec, 12 blocks (RecBench Table 5)"),
     ("SASRec-24L", f"{_M}.sasrec:SASRec24L", _G, _SEQ, "SASRec, 24 blocks (RecBench Table 5)"),
-    ("SASRec", f"{_M}.sasrec:SASRec", _G, _SEQ,
+    ("SASRec", f"{_M}.sasrec:SASRec", _GUIDED_BASE, _SEQ,
      "SASRec (Kang & McAuley, ICDM 2018); depth from the n_layers setting (default 2)"),
-    ("BERT4Rec", f"{_M}.bert4rec:BERT4Rec", _G, _SEQ,
+    ("BERT4Rec", f"{_M}.bert4rec:BERT4Rec", _GUIDED_BASE, _SEQ,
      "bidirectional transformer, Cloze training (Sun et al., CIKM 2019)"),
-    ("GRU4Rec", f"{_M}.gru4rec:GRU4Rec", _G, _SEQ,
+    ("GRU4Rec", f"{_M}.gru4rec:GRU4Rec", _GUIDED_BASE, _SEQ,
      "GRU over item embeddings, per-position CE (Hidasi et al., ICLR 2016)"),
     ("SKNN", f"{_M}.sknn:SKNN", _G, _SEQ,
      "session-based kNN, cosine of binary sessions (Jannach & Ludewig, RecSys 2017)"),
@@ -63,4 +64,12 @@ REGISTRY: list[tuple[str, str, tuple[str, ...], tuple[str, ...], str]] = [
      "SID-SASRec, 24 blocks, plain beam search (invalid codes are misses; RecBench Table 5)"),
     ("SID-SASRec-24L-CBS", f"{_M}.sid_sasrec:SIDSASRec24LCBS", _H, _SEQ,
      "SID-SASRec, 24 blocks, conditional beam search over the prefix trie (RecBench Table 5)"),
+    # Paper 003 (guided embedding refinement): the Base rows are SASRec, BERT4Rec and GRU4Rec
+    # themselves (group G and guided), the Ref. rows their guided variants.
+    ("SASRec-guided", f"{_M}.guided:SASRecGuided", ("guided",), _SEQ,
+     "SASRec with guided embedding refinement: LLM-scored aspects (paper 003)"),
+    ("BERT4Rec-guided", f"{_M}.guided:BERT4RecGuided", ("guided",), _SEQ,
+     "BERT4Rec with guided embedding refinement: LLM-scored aspects (paper 003)"),
+    ("GRU4Rec-guided", f"{_M}.guided:GRU4RecGuided", ("guided",), _SEQ,
+     "GRU4Rec with guided embedding refinement: LLM-scored aspects (paper 003)"),
 ]

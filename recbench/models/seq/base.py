@@ -40,6 +40,11 @@ from recbench.models.torch_base import (
 from recbench.training.loop import train
 
 
+def encoder_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A training batch's encoder keyword inputs: everything but the sequences (`row_inputs`)."""
+    return {k: v for k, v in batch.items() if k != "seq"}
+
+
 class SeqModelConfig(SeqConfig):
     """Training settings shared by the neural sequential models (lr 1e-3, RecBench §4.3)."""
 
@@ -89,9 +94,11 @@ class SeqModel(TorchSeq):
         n = seqs.shape[0]
         self.config = cfg = with_seq_batch_size(cfg, n)
 
+        extras = self.row_inputs(data.train)  # per-row encoder inputs beside the tokens
+
         def batches(_epoch):
             for idx in _batches(n, cfg.batch_size, rng):
-                yield {"seq": seqs[idx]}
+                yield {"seq": seqs[idx], **{k: v[idx] for k, v in extras.items()}}
 
         def validate(_module):
             return metrics.valid_ndcg10(self.score_items(valid), valid["target"].to_numpy())
@@ -101,6 +108,11 @@ class SeqModel(TorchSeq):
         self.module.eval()
         with torch.no_grad():  # trained: every item's vector once, not at every scoring call
             self.frozen_items_t = self.item_matrix().T.contiguous()
+
+    def row_inputs(self, rows: pl.DataFrame) -> dict[str, torch.Tensor]:
+        """Per-row tensors the encoder takes beside the tokens, as keyword arguments of its
+        `sequence` and `forward` (none by default; the guided variants pass `user`)."""
+        return {}
 
     def item_table(self, data: TaskData) -> nn.Module:
         """The item table the encoder reads and scores with (`build_items` by default; a
@@ -123,7 +135,9 @@ class SeqModel(TorchSeq):
 
     @torch.inference_mode()
     def score_items(self, rows: pl.DataFrame) -> np.ndarray:
-        user = self.module(self.histories(rows).to(self._device()))  # (B, d)
+        device = self._device()
+        extras = {k: v.to(device) for k, v in self.row_inputs(rows).items()}
+        user = self.module(self.histories(rows).to(device), **extras)  # (B, d)
         table_t = (self.frozen_items_t if self.frozen_items_t is not None
                    else self.item_matrix().T)  # (d, n_items)
         return (user @ table_t).cpu().numpy()  # Eq. 8: v_i^T h for every item, (B, n_items)
@@ -146,7 +160,7 @@ class SeqModel(TorchSeq):
         """The causal objective: every position with a history predicts its successor."""
         seq = batch["seq"]  # (B, L + 1)
         inputs, labels = seq[:, :-1], seq[:, 1:]  # (B, L) each
-        hidden = module.sequence(inputs)  # (B, L, d): h_t summarises s_1..s_t
+        hidden = module.sequence(inputs, **encoder_inputs(batch))  # (B, L, d): h_t sees s_1..s_t
         keep = (inputs != 0) & (labels != 0)  # (B, L)
         logits, target = self.item_logits(hidden[keep], labels[keep])  # (N, C), (N,)
         return nn.functional.cross_entropy(logits, target)

@@ -25,7 +25,7 @@ from torch import nn
 from recbench.core.config import Count, Dropout, Probability
 from recbench.items import ItemTable
 from recbench.models.layers.attention import TransformerBlock, attention_mask
-from recbench.models.seq.base import SeqModel, SeqModelConfig, with_embeddings
+from recbench.models.seq.base import SeqModel, SeqModelConfig, encoder_inputs, with_embeddings
 
 
 class BERT4RecConfig(SeqModelConfig):
@@ -112,7 +112,7 @@ class BERT4Rec(SeqModel):
         seq = batch["seq"]  # (B, L + 1): history + target
         cfg = self.config
         tokens, mask = cloze_mask(seq, cfg.mask_prob, cfg.last_only_prob, self.n_items + 1)
-        hidden = module.sequence(tokens)[mask]  # (N, d): the masked positions
+        hidden = module.sequence(tokens, **encoder_inputs(batch))[mask]  # (N, d): masked
         logits, target = self.item_logits(hidden, seq[mask])  # (N, C), (N,)
         return nn.functional.cross_entropy(logits, target)
 
