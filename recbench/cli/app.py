@@ -113,7 +113,7 @@ def setup_logging(verbose: bool = False) -> None:
 # Command modules, imported for their side effect of registering on `app`. Add new ones here.
 COMMAND_MODULES = ("data_cmds", "run_cmd", "leaderboard_cmd", "compare_cmd", "quickstart_cmd",
                    "store_cmd", "suite_cmd", "sweep_cmd",
-                   "tune_cmd")
+                   "tune_cmd", "attributes_cmd")
 
 
 def _register_commands() -> None:

@@ -320,3 +320,42 @@ def cached_scores(scorer: AspectScorer, cache: ArtifactCache, role: Literal["ite
                           f"{(len(messages), len(table.aspects))}")
     return AspectScores(scores, ratings, table.names, dict(entry.meta),
                         hit=not found.get("built", False))
+
+
+@dataclass
+class DatasetScores:
+    """A dataset's aspect scores: the table, the items' (row i = item id i) and the training
+    users' (`user_ids[k]` is row k of `users.scores`), and where they came from."""
+
+    table: AspectTable
+    items: AspectScores
+    users: AspectScores | None
+    user_ids: list[int]
+    provenance: dict[str, Any]
+
+
+def score_dataset(items: pl.DataFrame, train: pl.DataFrame, domain: str | None,
+                  settings: ScorerSettings, cache: ArtifactCache, aspects: str | None = None,
+                  users: bool = True, max_reviews: int = 10) -> DatasetScores:
+    """Score every item (and every training user) of a prepared dataset, through the cache.
+
+    Args:
+        items: items.parquet (item_id, text, attributes).
+        train: the seq training split (user_id, history, target).
+        domain: the dataset's domain (picks the aspect table unless `aspects` is given).
+        settings: backbone, backend, extractor.
+        cache: the artefact cache.
+        aspects: a built-in table name or a YAML file (None: the domain's table).
+        users: also score the training users with the user prompt.
+        max_reviews: the user prompt's newest items.
+    """
+    from recbench.items.attributes.aspects import load_table
+
+    table = load_table(aspects, domain)
+    scorer = AspectScorer(settings)
+    got_items = cached_scores(scorer, cache, "item", table, item_messages(items, table))
+    got_users, ids = None, []
+    if users:
+        ids, messages = user_messages(user_sequences(train), items, table, max_reviews)
+        got_users = cached_scores(scorer, cache, "user", table, messages)
+    return DatasetScores(table, got_items, got_users, ids, cache.provenance())
