@@ -27,6 +27,7 @@ import numpy as np
 
 from recbench.core.artifacts import ArtifactCache, ArtifactSpec, texts_hash
 from recbench.core.errors import ConfigError, DataError
+from recbench.core.progress import Reporter
 from recbench.items.embeddings import tokenize
 from recbench.items.encoders.pooling import EOL_TEMPLATE, POOLINGS, Pooling, eol_positions, pool
 
@@ -105,7 +106,7 @@ class TextEncoder:
 
     def encode(self, texts: list[str], pooling: Pooling = "mean", max_length: int = 64,
                batch_size: int = 64, padding: Padding = "right",
-               template: str | None = None) -> np.ndarray:
+               template: str | None = None, reporter: Reporter | None = None) -> np.ndarray:
         """Pooled vectors (n, D) float32 of `texts`, row i = texts[i]."""
         import torch
 
@@ -119,8 +120,11 @@ class TextEncoder:
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         order = np.argsort(-lengths, kind="stable")  # longest first: little padding per batch
         out: np.ndarray | None = None
+        starts = range(0, len(order), batch_size)
+        reporter = reporter or Reporter()
         with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
+            for start in reporter.track(starts, len(starts),
+                                        f"encoding {len(texts):,} texts ({pooling})"):
                 batch = order[start:start + batch_size]
                 width = int(lengths[batch].max())
                 input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
@@ -154,7 +158,8 @@ class EncodedItems:
 def encode_items(texts: list[str], encoder: str = "minilm-l6", pooling: Pooling = "mean",
                  cache: ArtifactCache | None = None, *, max_length: int = 64,
                  batch_size: int = 64, padding: Padding = "right",
-                 lora: LoraRef | None = None, device: str = "cpu") -> EncodedItems:
+                 lora: LoraRef | None = None, device: str = "cpu",
+                 reporter: Reporter | None = None) -> EncodedItems:
     """Vectors of `texts` under a (possibly LoRA-tuned) backbone, through the artefact cache.
 
     A hit loads no model where the backbone's revision is known before loading (catalog
@@ -184,7 +189,8 @@ def encode_items(texts: list[str], encoder: str = "minilm-l6", pooling: Pooling 
         nonlocal loaded
         loaded = loaded or TextEncoder(encoder, device, lora)
         t0 = time.perf_counter()
-        vectors = loaded.encode(texts, pooling, max_length, batch_size, padding, template)
+        vectors = loaded.encode(texts, pooling, max_length, batch_size, padding, template,
+                                reporter)
         log.info("encoded %d items with %s (%s pooling) in %.1fs", len(texts), encoder,
                  pooling, time.perf_counter() - t0)
         return vectors

@@ -99,7 +99,8 @@ class FESASRec(SASRec):
                                      lr=cfg.tuning_lr, max_length=cfg.text_max_length,
                                      seed=ctx.seed), device=ctx.device)
         encoded = encode_items(texts, cfg.encoder, cfg.pooling, cache,
-                               max_length=cfg.text_max_length, lora=lora, device=ctx.device)
+                               max_length=cfg.text_max_length, lora=lora, device=ctx.device,
+                               reporter=ctx.extra.get("reporter"))
         id_vectors = None
         if cfg.fusion != "replace":
             width = (cfg.id_dim or cfg.dim // 2) if cfg.fusion == "concat" else cfg.dim
