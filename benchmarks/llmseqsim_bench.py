@@ -6,8 +6,9 @@
 Catalogue and sessions are random unit vectors (d = `--dim`, 512), so the inner product is the
 cosine; every method scores by inner product and returns the top `--k` (20) per session:
 
-- recbench: `top_k(..., similarity="dot")`: row blocks of at most 256 MiB of float32 scores
-  (one BLAS matmul each), `np.argpartition` for the k best, a sort of those k only;
+- recbench: `top_k(..., similarity="dot")`: blocks of queries x catalogue chunks of at most
+  64 MiB of float32 scores (one BLAS matmul each), a threshold from group maxima that keeps
+  ~k candidates per row, a sort of those only, chunk lists merged exactly;
 - argsort: the plain baseline, the full score matrix of a block and `np.argsort(-s)[:, :k]`
   (stable); it is timed on `--baseline-rows` sessions and extrapolated linearly;
 - faiss: `IndexFlatIP` (exact), when `faiss` is importable (`pip install 'recbench[faiss]'`).

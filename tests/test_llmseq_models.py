@@ -55,13 +55,16 @@ def test_top_k_ties_at_the_cut_go_to_the_smaller_ids():
         top_k(np.ones((1, 3)), items, 11)
 
 
+@pytest.mark.parametrize("block", ["chunked", "whole"])
 @pytest.mark.parametrize("m", [300, 1001])
-def test_top_k_with_many_ties_and_exclusions_matches_a_stable_argsort(m):
+def test_top_k_with_many_ties_and_exclusions_matches_a_stable_argsort(m, block):
     rng = np.random.default_rng(m)
     items = rng.integers(-2, 3, size=(m, 4)).astype(np.float32)  # coarse: scores tie often
     queries = rng.integers(-2, 3, size=(50, 4)).astype(np.float32)
     exclude = [rng.choice(m, size=r % 30, replace=False) for r in range(50)]
-    ids, vals = top_k(queries, items, 20, "dot", exclude=exclude, block_bytes=4 * m * 7)
+    # chunked: 20-item catalogue chunks, merged; whole: one chunk, the group-maxima selection
+    block_bytes = 4 * m * 7 if block == "chunked" else 2 ** 26
+    ids, vals = top_k(queries, items, 20, "dot", exclude=exclude, block_bytes=block_bytes)
     ref = queries.astype(np.float64) @ items.T.astype(np.float64)
     for r, ex in enumerate(exclude):
         ref[r, ex] = -np.inf

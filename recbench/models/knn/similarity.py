@@ -3,12 +3,12 @@
 similarity(q, x): `cosine` = q·x / (|q| |x|) (the authors' sklearn `cosine_similarity`),
 `dot` = q·x (`linear_kernel`), `euclidean` = 1 / (1 + |q - x|).
 
-`top_k` scores the queries in row blocks against the full catalogue (a matmul of at most
-`block_bytes` of scores at a time), keeps per row the scores at or above a threshold that is
-provably at most its k-th best (from group maxima, two vectorised passes, see `_best`) and
-sorts only those. Ties are broken by the smaller item id, the same order a stable `argsort` of
--scores gives, so the result is exact and reproducible.
-Excluded items (a row's prompt items) score -inf and come last.
+`top_k` scores blocks of queries against chunks of the catalogue (matmuls of at most
+`block_bytes` of scores; chunk lists merged exactly), keeps per row the scores at or above a
+threshold that is provably at most its k-th best (from group maxima, two vectorised passes,
+see `_best`) and sorts only those. Ties are broken by the smaller item id, the same order a
+stable `argsort` of -scores gives, so the result is exact and reproducible. Excluded items
+(a row's prompt items) score -inf and come last.
 """
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ def top_k(queries: np.ndarray, items: np.ndarray, k: int, similarity: str = "cos
         k: list length, 1 <= k <= m.
         similarity: cosine | dot | euclidean.
         exclude: per query, item ids never returned unless nothing else is left (scored -inf).
-        block_bytes: score memory per block; rows per block = block_bytes / (4 m).
+        block_bytes: score memory per block: catalogue chunks of min(m, block_bytes / 1 KiB)
+            items, block_bytes / (4 chunk) queries at a time.
 
     Raises:
         ConfigError: k outside 1..m, an unknown similarity, or mismatched widths.
@@ -76,17 +77,43 @@ def top_k(queries: np.ndarray, items: np.ndarray, k: int, similarity: str = "cos
         raise ConfigError(f"top-k: queries {queries.shape} and items {items.shape} must be "
                           "(n, D) and (m, D)")
     x, sq = prepare_items(items, similarity)
-    rows = max(1, int(block_bytes // (4 * m)))
+    # Blocks of queries x catalogue chunks: a chunk of at most 64k items keeps each matmul
+    # BLAS-sized for any catalogue (a 1M-item catalogue would otherwise be streamed through
+    # memory for every few queries); per-chunk top-k lists are merged exactly (see _merge).
+    chunk = min(m, max(k, int(block_bytes // (4 * 256))))
+    rows = max(1, int(block_bytes // (4 * chunk)))
     ids = np.empty((n, k), dtype=np.int64)
     vals = np.empty((n, k), dtype=np.float32)
     for lo in range(0, n, rows):
-        s = scores(queries[lo:lo + rows], x, similarity, sq, prepared=True)  # (b, m)
-        if exclude is not None:
-            for r, ex in enumerate(exclude[lo:lo + rows]):
-                if ex is not None and len(ex):
-                    s[r, np.asarray(ex, dtype=np.int64)] = -np.inf
-        ids[lo:lo + rows], vals[lo:lo + rows] = _best(s, k)
+        q = queries[lo:lo + rows]
+        best_ids = np.empty((len(q), 0), dtype=np.int64)
+        best_vals = np.empty((len(q), 0), dtype=np.float32)
+        for start in range(0, m, chunk):
+            stop = min(start + chunk, m)
+            s = scores(q, x[start:stop], similarity,
+                       None if sq is None else sq[start:stop], prepared=True)  # (b, c)
+            if exclude is not None:
+                for r, ex in enumerate(exclude[lo:lo + rows]):
+                    if ex is not None and len(ex):
+                        e = np.asarray(ex, dtype=np.int64)
+                        e = e[(e >= start) & (e < stop)] - start
+                        s[r, e] = -np.inf
+            c_ids, c_vals = _best(s, min(k, stop - start))
+            best_ids, best_vals = _merge(best_ids, best_vals, c_ids + start, c_vals, k)
+        ids[lo:lo + rows], vals[lo:lo + rows] = best_ids, best_vals
     return ids, vals
+
+
+def _merge(a_ids: np.ndarray, a_vals: np.ndarray, b_ids: np.ndarray, b_vals: np.ndarray,
+           k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best of two per-row lists by (score desc, id asc). Exact: an item of the overall
+    top k is in its own chunk's top k (else k items of that chunk come before it)."""
+    cat_ids = np.concatenate([a_ids, b_ids], axis=1)
+    cat_vals = np.concatenate([a_vals, b_vals], axis=1)
+    by_id = np.argsort(cat_ids, axis=1, kind="stable")
+    v = np.take_along_axis(cat_vals, by_id, 1)
+    order = np.take_along_axis(by_id, np.argsort(-v, axis=1, kind="stable"), 1)[:, :k]
+    return np.take_along_axis(cat_ids, order, 1), np.take_along_axis(cat_vals, order, 1)
 
 
 def _best(s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
