@@ -91,8 +91,9 @@ def test_a_killed_workers_trial_is_retried_with_the_same_params(tmp_path):
     while running is None and time.time() < deadline:
         # KeyError: the study is not created yet
         with contextlib.suppress(KeyError, optuna.exceptions.StorageInternalError, ValueError):
+            # a trial mid-objective: its parameters are sampled (a fresh trial has none yet)
             running = next((t for t in trials_of("kill", storage) if t.state == STATE.RUNNING
-                            and t.number >= 1), None)
+                            and t.number >= 1 and len(t.params) == 4), None)
         time.sleep(0.02)
     assert running is not None, "the worker never started a trial"
     os.kill(victim.pid, signal.SIGKILL)
@@ -113,7 +114,7 @@ def test_a_killed_workers_trial_is_retried_with_the_same_params(tmp_path):
                if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == running.number]
     assert len(retries) == 1
     retry = retries[0]
-    assert retry.params == running.params
+    assert retry.params == running.params == trials[running.number].params
     assert retry.state in (STATE.COMPLETE, STATE.PRUNED)
 
 
