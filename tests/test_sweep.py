@@ -134,8 +134,9 @@ class KillOneMidRun(threading.Thread):
                 except (OSError, ValueError, KeyError):
                     continue
                 os.kill(pid, signal.SIGKILL)
-                self.killed_key = ckpt.parent.name.removesuffix(".work")
-                return
+                if ckpt.exists():  # else it had just finished: the kill hit nothing; look on
+                    self.killed_key = ckpt.parent.name.removesuffix(".work")
+                    return
             time.sleep(0.01)
 
 
