@@ -133,7 +133,10 @@ class KillOneMidRun(threading.Thread):
                     pid = json.loads(lease.read_text())["pid"]
                 except (OSError, ValueError, KeyError):
                     continue
-                os.kill(pid, signal.SIGKILL)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    continue  # it finished between our look and the kill
                 if ckpt.exists():  # else it had just finished: the kill hit nothing; look on
                     self.killed_key = ckpt.parent.name.removesuffix(".work")
                     return

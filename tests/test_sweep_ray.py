@@ -89,7 +89,10 @@ def remove_node_mid_run(root: Path, cluster, nodes, done: threading.Event) -> st
             node = _node_running(pid, nodes)
             if node is None:
                 continue
-            os.kill(pid, signal.SIGKILL)  # the machine dies with its processes
+            try:
+                os.kill(pid, signal.SIGKILL)  # the machine dies with its processes
+            except ProcessLookupError:
+                continue
             cluster.remove_node(node, allow_graceful=False)
             cluster.add_node(num_cpus=1, object_store_memory=80 * 2**20, **LOOPBACK)
             return ckpt.parent.name.removesuffix(".work")
