@@ -153,12 +153,13 @@ def stand_in_scorer(monkeypatch):
 
 def test_group_guided_registers_base_and_refined_rows():
     names = models_in_group("guided")
-    for name in ("SASRec", "BERT4Rec", "GRU4Rec", "SASRec-guided", "BERT4Rec-guided",
-                 "GRU4Rec-guided"):
+    for name in ("SASRec", "BERT4Rec", "GRU4Rec", "GRU4RecPlus", "SASRec-guided",
+                 "BERT4Rec-guided", "GRU4Rec-guided", "GRU4RecPlus-guided"):
         assert name in names
 
 
-@pytest.mark.parametrize("model", ["SASRec-guided", "BERT4Rec-guided", "GRU4Rec-guided"])
+@pytest.mark.parametrize("model", ["SASRec-guided", "BERT4Rec-guided", "GRU4Rec-guided",
+                                   "GRU4RecPlus-guided"])
 def test_guided_backbones_train_and_evaluate(model, tmp_path, stand_in_scorer):
     sets = {"latency_samples": 5, "aspects": "movies", "dim": 16, "guided_dim": 6,
             "gamma": 1.0, "epochs": 2}
@@ -184,3 +185,28 @@ def test_guided_settings_are_checked_before_data_loads(tmp_path):
         run(RunRequest(group="guided", model="SASRec-guided", datasets=["synthetic"],
                        size="tiny", smoke=True, home=tmp_path,
                        sets={"dim": 12, "guided_dim": 12}))
+
+
+def test_bpr_max_equals_a_numpy_reference():
+    from recbench.models.seq.gru4rec import bpr_max
+
+    rng = np.random.default_rng(0)
+    pos, neg = rng.normal(size=4), rng.normal(size=(4, 6))
+    valid = np.ones((4, 6), bool)
+    valid[1, 2] = valid[3, 0] = False  # accidental hits
+    want = []
+    for i in range(4):
+        r = neg[i][valid[i]]
+        s = np.exp(r - r.max()) / np.exp(r - r.max()).sum()
+        want.append(-np.log((s / (1 + np.exp(-(pos[i] - r)))).sum()) + 1.95 * (s * r ** 2).sum())
+    got = bpr_max(torch.tensor(pos), torch.tensor(neg), 1.95, torch.tensor(valid))
+    assert float(got) == pytest.approx(np.mean(want), rel=1e-10)
+
+
+def test_gru4rec_plus_trains_with_bpr_max(tmp_path):
+    [outcome] = run(RunRequest(group="guided", model="GRU4RecPlus", datasets=["synthetic"],
+                               size="tiny", smoke=True, home=tmp_path,
+                               sets={"latency_samples": 5, "epochs": 2, "n_sample": 64}))
+    assert any(n.startswith("objective: BPR-max, 64 shared negatives") for n in
+               outcome.record.notes)
+    assert 0 <= outcome.record.metrics["full"]["ndcg@10"] <= 1

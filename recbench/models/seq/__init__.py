@@ -72,4 +72,8 @@ REGISTRY: list[tuple[str, str, tuple[str, ...], tuple[str, ...], str]] = [
      "BERT4Rec with guided embedding refinement: LLM-scored aspects (paper 003)"),
     ("GRU4Rec-guided", f"{_M}.guided:GRU4RecGuided", ("guided",), _SEQ,
      "GRU4Rec with guided embedding refinement: LLM-scored aspects (paper 003)"),
+    ("GRU4RecPlus", f"{_M}.gru4rec:GRU4RecPlus", _GUIDED_BASE, _SEQ,
+     "GRU4Rec+ : BPR-max over popularity-sampled shared negatives (Hidasi & Karatzoglou 2018)"),
+    ("GRU4RecPlus-guided", f"{_M}.guided:GRU4RecPlusGuided", ("guided",), _SEQ,
+     "GRU4Rec+ with guided embedding refinement: LLM-scored aspects (paper 003)"),
 ]

@@ -1,5 +1,6 @@
 """Guided embedding refinement (paper 003) over the sequential backbones: `SASRec-guided`,
-`BERT4Rec-guided`, `GRU4Rec-guided` (group `guided`).
+`BERT4Rec-guided`, `GRU4Rec-guided`,
+`GRU4RecPlus-guided` (group `guided`).
 
 `with_guided(model)` is the backbone with its item table replaced by the refined table
 [base (dim - guided_dim) ; gamma * guided (guided_dim)] and its encoder wrapped so that the
@@ -177,10 +178,11 @@ def with_guided(model: type[SeqModel]) -> type[SeqModel]:
 
 def _backbones():
     from recbench.models.seq.bert4rec import BERT4Rec
-    from recbench.models.seq.gru4rec import GRU4Rec
+    from recbench.models.seq.gru4rec import GRU4Rec, GRU4RecPlus
     from recbench.models.seq.sasrec import SASRec
 
-    return SASRec, BERT4Rec, GRU4Rec
+    return SASRec, BERT4Rec, GRU4Rec, GRU4RecPlus
 
 
-SASRecGuided, BERT4RecGuided, GRU4RecGuided = (with_guided(m) for m in _backbones())
+SASRecGuided, BERT4RecGuided, GRU4RecGuided, GRU4RecPlusGuided = (
+    with_guided(m) for m in _backbones())
