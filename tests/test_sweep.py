@@ -106,7 +106,9 @@ def test_pin_threads_sets_every_thread_knob(monkeypatch):
     import torch
 
     before = torch.get_num_threads()
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    from recbench.distributed.work import THREAD_VARS
+
+    for var in THREAD_VARS:  # restored after the test
         monkeypatch.delenv(var, raising=False)
     try:
         pin_threads(1)
