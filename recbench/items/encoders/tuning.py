@@ -24,10 +24,11 @@ Methods (LoRA r 8, alpha 32, dropout 0.1 on every linear layer but the LM head: 
 
 CPT and SFT need a causal LM (`smollm2-135m`, a hub decoder); SCFT runs on any backbone
 (`minilm-l6` too). The defaults are tiny (`steps` 20, batch 8, 64 tokens) so a tiny run
-finishes in minutes on CPU. A paper-size run (LLMEmb: 4,000 steps x 64 x 4 GPUs, 1,024
-tokens, LLaMA-7B) is ~4 GPU-days on A100s by LLMEmb's report; SmolLM2-135M at 4,000 steps of
-batch 64 x 128 tokens is ~33M tokens, about 2 GPU-hours on one GPU or ~2 days on 2 CPU cores
-(measured here: see the report in the issue note).
+finishes in minutes on CPU. Cost of a paper-size run: LLMEmb tunes LLaMA-7B for 4,000 steps
+of 64 x 4 GPUs at up to 1,024 tokens (DeepSpeed, fp16), i.e. GPU-days. Measured here on a
+shared 2-core CPU (load ~11): CPT on SmolLM2-135M, 20 steps of 8 texts (<= 64 tokens each),
+took 473 s, so 4,000 steps of 64 x 128 tokens (~3,200x the tokens) would be weeks on this
+CPU; it needs a GPU (one GPU runs SmolLM2-135M at that size in the order of an hour).
 """
 
 from __future__ import annotations
