@@ -2,7 +2,8 @@
 
 It reads the same raw files (MIND news.tsv + behaviors.tsv; Amazon 2018 `{Category}_5.json` +
 `meta_{Category}.json`) and does the same work as `recbench.data.sources.{mind,amazon}` followed by
-`recbench.data.protocols.recbench_v1.build_splits` and the Parquet writing of `recbench.data.prepare`, in the
+`recbench.data.protocols.recbench_v1.build_splits` and the Parquet writing of
+`recbench.data.prepare`, in the
 idioms of the papers' own preprocessing scripts: `read_csv` / `read_json(lines=True)`,
 `groupby(...).agg(list)`, per-row `apply` over Python lists, `merge`, `explode`, a Python loop
 for the sampled negatives.
