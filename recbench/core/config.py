@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -114,3 +114,34 @@ def resolve(configs: dict[str, type[ClosedConfig]], *layers: dict[str, Any]
 
 def config_hash(configs: dict[str, ClosedConfig]) -> str:
     return stable_hash({name: cfg.model_dump(mode="json") for name, cfg in configs.items()})
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_yaml_mapping(path: Path, what: str, expected: str = "a mapping of key: value"
+                      ) -> dict[str, Any]:
+    """A YAML file (a grid, a study, a suite) as a mapping, or one ConfigError naming the file."""
+    if not path.is_file():
+        raise ConfigError(f"{what} file {path}: not found")
+    try:
+        data = yaml.safe_load(path.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {exc.start})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({quote(str(exc).splitlines()[0])})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected {expected}")
+    return data
+
+
+def validate_as(model: type[M], raw: Any, where: str) -> M:
+    """`model.model_validate(raw)`, its first error as one line naming the field and the value."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        got = repr(err.get("input"))
+        got = got if len(got) <= 80 else got[:77] + "..."
+        raise ConfigError(f"{where}: field {loc!r}: {err['msg']} (got {got})") from None

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Union
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from recbench.core.config import read_yaml_mapping, validate_as
 from recbench.core.errors import ConfigError, UnknownNameError
 from recbench.core.names import check_name
 from recbench.runner import RunRequest
@@ -103,26 +103,13 @@ class Cell:
 
 def load_grid(path: Path) -> Grid:
     """Read and check GRID.yaml (unknown keys and bad values fail here, naming the field)."""
-    if not path.is_file():
-        raise ConfigError(f"grid file {path}: not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping with groups, models, datasets, ...")
+    raw = read_yaml_mapping(path, "grid", "a mapping with groups, models, datasets, ...")
     return grid_from_dict(raw, path)
 
 
 def grid_from_dict(raw: dict, path: Path | None = None) -> Grid:
     where = str(path) if path else "grid"
-    try:
-        spec = GridFile.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "grid"
-        raise ConfigError(f"{where}: field {loc!r}: {err['msg']} (got {err.get('input')!r})"
-                          ) from None
+    spec = validate_as(GridFile, raw, where)
     name = spec.name or (path.stem if path else "grid")
     check_name(name, f"grid name in {where}")
     for dataset in spec.datasets:

@@ -45,6 +45,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from recbench.core import paths
+from recbench.core.config import read_yaml_mapping, validate_as
 from recbench.core.errors import ConfigError, RecbenchError
 from recbench.core.names import check_name, within
 
@@ -137,24 +138,12 @@ def _parse_space(raw: dict, where: str) -> dict[str, Param]:
 
 
 def load_study(path: Path) -> Study:
-    if not path.is_file():
-        raise ConfigError(f"study file {path}: not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return study_from_dict(raw, path)
+    return study_from_dict(read_yaml_mapping(path, "study"), path)
 
 
 def study_from_dict(raw: dict, path: Path | None = None) -> Study:
     where = str(path) if path else "study"
-    try:
-        spec = StudyFile.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "study"
-        raise ConfigError(f"{where}: field {loc!r}: {err['msg']} (got {err.get('input')!r})"
-                          ) from None
+    spec = validate_as(StudyFile, raw, where)
     check_name(spec.name, f"study name in {where}")
     check_name(spec.dataset, f"dataset name in {where}")
     space = load_space(spec.space) if isinstance(spec.space, str) else \

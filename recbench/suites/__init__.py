@@ -28,9 +28,9 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from recbench.core.config import read_yaml_mapping, validate_as
 from recbench.core.errors import ConfigError, UnknownNameError
 from recbench.core.names import check_name
 
@@ -238,20 +238,8 @@ def load_suite(name_or_path: str | Path) -> Suite:
 
 @cache
 def _load(path: Path) -> Suite:
-    if not path.is_file():
-        raise ConfigError(f"suite file {path}: not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping with name, version, protocol, rows, ...")
-    try:
-        suite = Suite.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        raise ConfigError(f"{path}: {loc}: {err['msg']}") from None
+    data = read_yaml_mapping(path, "suite", "a mapping with name, version, protocol, rows, ...")
+    suite = validate_as(Suite, data, str(path))
     if suite.name != path.stem and path.parent == SUITES_DIR:
         raise ConfigError(f"{path}: name {suite.name!r} must match the file name {path.stem!r}")
     return suite
