@@ -210,3 +210,28 @@ def test_gru4rec_plus_trains_with_bpr_max(tmp_path):
     assert any(n.startswith("objective: BPR-max, 64 shared negatives") for n in
                outcome.record.notes)
     assert 0 <= outcome.record.metrics["full"]["ndcg@10"] <= 1
+
+
+def test_guided_suite_rows_resolve_and_pair_base_with_refined():
+    from recbench.core.config import EvalConfig, resolve
+    from recbench.models.registry import MODELS, resolve_model
+    from recbench.suites import load_suite
+
+    suite = load_suite("guided")
+    assert suite.protocol == "loo-v1" and suite.seeds == [0, 1, 2, 3, 4]
+    for row in suite.rows:  # every row is a registered model with settings it accepts
+        resolved = resolve_model(row.group, row.model)
+        resolve({"model": MODELS.load(resolved.name).Config, "eval": EvalConfig},
+                dict(row.settings), resolved.implied)
+    sections = {}
+    for row in suite.rows:
+        sections.setdefault(row.section, []).append(row)
+    base = {r.model: r for r in sections["base"]}
+    for section in ("refined", "control"):  # each Ref./control row has its Base at equal width
+        for row in sections[section]:
+            backbone = row.model.removesuffix("-guided")
+            assert backbone in base and base[backbone].settings["dim"] == row.settings["dim"]
+    assert all(r.settings.get("guided_shuffle") for r in sections["control"])
+    # the paper's ablation backbones (4.4, App. B): SASRec and GRU4Rec+
+    assert {r.model.removesuffix("-guided") for r in sections["dims"] + sections["gamma"]} == \
+        {"SASRec", "GRU4RecPlus"}
