@@ -149,8 +149,7 @@ def _suite_tables(name, records, store, task, metric, names, include_smoke, fmt,
         if dataset not in spec.datasets:
             raise UnknownNameError(f"dataset of suite {spec.name}", dataset, spec.datasets)
     pool = [r for r in records if r.protocol_version == spec.protocol and r.dataset in datasets]
-    row_names = assign_rows(spec, pool)
-    pool = [r for r in pool if r.key in row_names]
+    pool = [r for r in pool if r.key in assign_rows(spec, pool)]
     tables_spec = [t for t in spec.tables if task is None or t.task == task]
     if not tables_spec:
         raise UnknownNameError(f"task of suite {spec.name}", task or "",
@@ -158,8 +157,10 @@ def _suite_tables(name, records, store, task, metric, names, include_smoke, fmt,
     tables = []
     for table in tables_spec:
         rows = {row.name: (i, row) for i, row in enumerate(spec.table_rows(table))}
+        # per table: a greedy step's reference is the previous step's winner, one record
+        row_names = assign_rows(spec, pool, [row for _, row in rows.values()])
 
-        def row_of(record, rows=rows):
+        def row_of(record, rows=rows, row_names=row_names):
             hit = rows.get(row_names.get(record.key, ""))
             if hit is None:
                 return None

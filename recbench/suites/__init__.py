@@ -125,6 +125,29 @@ class SuiteTable(_Closed):
         return self.metrics_protocol or METRICS_PROTOCOLS[self.task][0]
 
 
+class GreedyOrder(_Closed):
+    """A paper's greedy order of row groups: each step's rows build on the best before them.
+
+    `recbench suite run` (`--grid greedy`, the default where a suite has one) runs the
+    reference row, then each step in turn: a row of the reference's model gets the reference's
+    settings, then the winners' settings so far, then its own (its own win). The step's winner
+    is the best of its rows and of the configuration carried into it, by the mean of `metric`
+    over seeds and datasets; its own settings are carried on. Baseline rows and rows of other
+    models run as written. `recbench.suites.execute` runs it.
+
+    Attributes:
+        reference: The row every step builds on (e.g. a paper's base configuration).
+        steps: Row groups, in order (e.g. RQ1 ... RQ6).
+        metric: The metric that picks each step's winner, e.g. `ndcg@10`.
+        metrics_protocol: Its record metrics key (`full`, `sampled100`, `ctr`).
+    """
+
+    reference: str
+    steps: list[str] = Field(min_length=1)
+    metric: str
+    metrics_protocol: str = "sampled100"
+
+
 class Suite(_Closed):
     """A named, versioned benchmark: protocol, datasets, rows, seeds, metrics and tables."""
 
@@ -139,6 +162,7 @@ class Suite(_Closed):
     metrics: dict[Task, list[str]] = Field(default_factory=dict)
     tables: list[SuiteTable] = Field(min_length=1)
     rows: list[SuiteRow] = Field(min_length=1)
+    greedy: GreedyOrder | None = None
 
     @field_validator("name", "protocol")
     @classmethod
@@ -180,6 +204,13 @@ class Suite(_Closed):
             if wanted is not None and table.metric not in wanted:
                 raise ValueError(f"table {table.name!r}: metric {table.metric!r} is not among "
                                  f"the suite's {table.task} metrics {wanted}")
+        if self.greedy is not None:
+            if self.greedy.reference not in names:
+                raise ValueError(f"greedy.reference {self.greedy.reference!r} is not a row")
+            for step in self.greedy.steps:
+                if step not in sections:
+                    raise ValueError(f"greedy step {step!r} is not a row group "
+                                     f"(row groups: {', '.join(sorted(sections))})")
         for row in self.rows:
             for dataset in row.datasets or ():
                 if dataset not in self.datasets:
@@ -377,19 +408,23 @@ def _same(stored: Any, wanted: Any) -> bool:
     return str(stored) == str(wanted)
 
 
-def assign_rows(suite: Suite, records: Sequence[Record]) -> dict[str, str]:
-    """Record key -> row name, for every record that is a run of some row.
+def assign_rows(suite: Suite, records: Sequence[Record],
+                rows: Sequence[SuiteRow] | None = None) -> dict[str, str]:
+    """Record key -> row name, for every record that is a run of some row (of `rows`, default:
+    all; a table passes its own, so one record can fill a row in each of several tables).
 
     Where several rows match (a row without settings and one that pins a setting), the row
     that pins the most settings wins, then the first in suite order.
     """
     out = {}
     for record in records:
-        matches = [row for row in suite.rows if row_matches(row, record)]
+        matches = [row for row in (suite.rows if rows is None else rows)
+                   if row_matches(row, record)]
         if matches:
             out[record.key] = max(matches, key=lambda r: len(r.settings)).name
     return out
 
 
-__all__ = ["Suite", "SuiteRow", "SuiteTable", "assign_rows", "expand", "expand_rows", "load_suite",
-           "row_covers_task", "row_matches", "select_rows", "suite_names"]
+__all__ = ["GreedyOrder", "Suite", "SuiteRow", "SuiteTable", "assign_rows", "expand",
+           "expand_rows", "load_suite", "row_covers_task", "row_matches", "select_rows",
+           "suite_names"]
