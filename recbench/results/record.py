@@ -31,6 +31,15 @@ class LatencyStats(Closed):
     device: str = "cpu"
 
 
+class TunedFrom(Closed):
+    """The tuning study and trial a run's `--config` came from (`recbench tune best --write`)."""
+
+    study: str
+    trial: int
+    value: float | None = None  # the trial's objective (total NDCG@20 over the folds)
+    storage: str | None = None  # the study's storage URL, any password masked
+
+
 class Hardware(Closed):
     cpu: str
     cores: int
@@ -77,3 +86,4 @@ class Record(Closed):
     node: str | None = None  # host name of the process that trained and published it
     attempt: str | None = None  # this try's id; it names the predictions file
     resumed_from_epoch: int | None = None  # epochs restored from a checkpoint, if it resumed
+    tuned_from: TunedFrom | None = None  # the study and trial its --config came from
