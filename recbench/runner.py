@@ -4,6 +4,14 @@ For each (dataset, task): resolve and validate the config (before any data loads
 store already holds the key, else train, evaluate, time per-sample latency, and write predictions
 then the record (atomically; the record marks completion, so an interrupted run leaves nothing
 that looks finished and simply runs again).
+
+Under a launcher that starts one process per device (`accelerate launch --num_processes K -m
+recbench run ...`), rank 0 alone reads the store, takes the lease, writes checkpoints,
+predictions and the record and times the latency; every rank trains and scores its shard of
+the test rows, gathered on rank 0 (`recbench.distributed.multigpu`).
+
+A `--config` file written by `recbench tune best --write` carries a `tuned_from` block (study,
+trial, value, storage): it is kept out of the configs and their hash, and the record names it.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
+from pydantic import ValidationError
 
 import recbench
 from recbench.core import paths
@@ -39,13 +48,13 @@ from recbench.data.prepare import (
     resolve_protocol,
 )
 from recbench.data.protocols import DEFAULT_PROTOCOL, manifest_tasks, protocol_name
-from recbench.evaluation import EVALUATORS
+from recbench.distributed.multigpu import evaluate_on_ranks, from_main, init_ranks
 from recbench.groups import get_group
 from recbench.latency import measure
 from recbench.models.base import Recommender, RunContext, TaskData
 from recbench.models.registry import MODELS, resolve_model
 from recbench.results.lease import DEFAULT_STALE_S, LeaseState
-from recbench.results.record import Record
+from recbench.results.record import Record, TunedFrom
 from recbench.results.store import Published, ResultStore, run_key
 
 log = logging.getLogger("recbench.run")
@@ -129,6 +138,7 @@ class _Resolved:
     configs: dict
     chash: str
     cells: list[tuple[str, str, dict, str]]  # (dataset, task, manifest, key)
+    tuned_from: TunedFrom | None = None  # the tuning study and trial the --config came from
 
 
 def resolve_request(req: RunRequest, reporter: Reporter | None = None) -> _Resolved:
@@ -167,8 +177,10 @@ def _resolve(req: RunRequest, reporter: Reporter) -> _Resolved:
     reporter.stage(f"loading {model_name}")
     model_cls: type[Recommender] = MODELS.load(model_name)
     # The model name's implied settings (e.g. its backbone) rank with explicit flags.
+    from_file = load_yaml(req.config_file)
+    tuned_from = _tuned_from(from_file.pop("tuned_from", None), req.config_file)
     configs = resolve({"model": model_cls.Config, "eval": EvalConfig},
-                      load_yaml(req.config_file), req.sets, {**req.flags, **resolved.implied})
+                      from_file, req.sets, {**req.flags, **resolved.implied})
     if req.smoke:
         configs["eval"] = configs["eval"].model_copy(update={
             "latency_samples": min(20, configs["eval"].latency_samples), "latency_warmup": 2})
@@ -181,26 +193,45 @@ def _resolve(req: RunRequest, reporter: Reporter) -> _Resolved:
             key = run_key(group.name, model_name, manifest["content_hash"], task, chash,
                           req.seed, req.smoke)
             cells.append((dataset, task, manifest, key))
-    return _Resolved(home, group.name, model_name, stored_as, model_cls, configs, chash, cells)
+    return _Resolved(home, group.name, model_name, stored_as, model_cls, configs, chash, cells,
+                     tuned_from)
+
+
+def _tuned_from(block: Any, config_file: Path | None) -> TunedFrom | None:
+    if block is None:
+        return None
+    try:
+        return TunedFrom.model_validate(block)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        raise ConfigError(f"{config_file}: tuned_from{'.' + where if where else ''}: "
+                          f"{err['msg']} (expected study, trial, value, storage as written by "
+                          "`recbench tune best --write`)") from None
 
 
 def run(req: RunRequest, reporter: Reporter | None = None) -> list[RunOutcome]:
-    reporter = reporter or Reporter()
+    rank, _ = init_ranks(req.device)
+    # one rank speaks for the run: the others would print every line again
+    reporter = (reporter or Reporter()) if rank == 0 else Reporter()
     r = _resolve(req, reporter)
-    home, model_name, stored_as = r.home, r.model_name, r.stored_as
-    model_cls, configs, chash = r.model_cls, r.configs, r.chash
-    group = get_group(r.group)
-    store = ResultStore(home)
+    store = ResultStore(r.home)
     outcomes = []
     for dataset, task, manifest, key in r.cells:
-        existing = store.find(dataset, group.name, stored_as, key)
-        if existing is not None and _keep(existing, store, req.overwrite):
-            outcomes.append(_skipped(store, existing, group.name, model_name, reporter))
-            continue
-        outcomes.append(_run_leased(req, home, group.name, model_name, stored_as, model_cls,
-                                    configs, chash, key, dataset, task, manifest, store,
-                                    reporter))
+        cell = _Cell(dataset, task, manifest, key)
+        if rank == 0:
+            outcomes.append(_run_leased(req, r, cell, store, reporter))
+        else:
+            outcomes.append(_follow_main(req, r, cell, store))
     return outcomes
+
+
+@dataclass(frozen=True)
+class _Cell:
+    dataset: str
+    task: str
+    manifest: dict
+    key: str
 
 
 def _skipped(store, existing: Record, group, model_name, reporter) -> RunOutcome:
@@ -211,14 +242,22 @@ def _skipped(store, existing: Record, group, model_name, reporter) -> RunOutcome
     return RunOutcome(existing.dataset, existing.task, "skipped", existing, path)
 
 
-def _run_leased(req, home, group, model_name, stored_as, model_cls, configs, chash, key,
-                dataset, task, manifest, store, reporter) -> RunOutcome:
-    """One run under its key's lease: a live lease elsewhere skips the key; a stale one (its
-    owner died) is taken over and the run resumes from the key's epoch checkpoint."""
+def _run_leased(req: RunRequest, r: _Resolved, cell: _Cell, store: ResultStore,
+                reporter: Reporter) -> RunOutcome:
+    """One run under its key's lease (rank 0): a finished key is skipped, a live lease
+    elsewhere skips it too; a stale one (its owner died) is taken over and the run resumes
+    from the key's epoch checkpoint. Other ranks learn the decision (`from_main`)."""
+    group, model_name, stored_as = r.group, r.model_name, r.stored_as
+    dataset, task, key = cell.dataset, cell.task, cell.key
+    path = store.record_path(dataset, group, stored_as, key)
+    existing = store.find(dataset, group, stored_as, key)
+    if existing is not None and _keep(existing, store, req.overwrite):
+        from_main(("skipped", None, existing))
+        return _skipped(store, existing, group, model_name, reporter)
     lease = store.lease(dataset, group, stored_as, key, attempt=req.attempt,
                         stale_after_s=req.lease_stale_s)
-    path = store.record_path(dataset, group, stored_as, key)
     if isinstance(lease, LeaseState):
+        from_main(("running-elsewhere", None, None))
         reporter.result(f"[yellow]skipped[/] {group}/{model_name} on {dataset} ({task}): "
                         f"running elsewhere ({lease.describe()}; lease {lease.path})")
         return RunOutcome(dataset, task, "running-elsewhere", None, path)
@@ -229,12 +268,27 @@ def _run_leased(req, home, group, model_name, stored_as, model_cls, configs, cha
         # another attempt may have finished the key between our first look and the lease
         existing = store.find(dataset, group, stored_as, key)
         if existing is not None and _keep(existing, store, req.overwrite):
+            from_main(("skipped", None, existing))
             return _skipped(store, existing, group, model_name, reporter)
-        published = _run_one(req, home, group, model_name, stored_as, model_cls, configs,
-                             chash, key, dataset, task, manifest, store, reporter,
-                             attempt=lease.attempt, supersedes=existing)
+        from_main(("run", lease.attempt, existing))
+        published = _run_one(req, r, cell, store, reporter, attempt=lease.attempt,
+                             supersedes=existing)
     status = "duplicate" if published.duplicate else "done"
     return RunOutcome(dataset, task, status, published.record, published.path)
+
+
+def _follow_main(req: RunRequest, r: _Resolved, cell: _Cell, store: ResultStore) -> RunOutcome:
+    """A rank other than 0: do what rank 0 decided for the cell, touching nothing in the store
+    (no lease, checkpoint, predictions or record); train and score its shard if it runs."""
+    path = store.record_path(cell.dataset, r.group, r.stored_as, cell.key)
+    decision, attempt, existing = from_main(None)
+    if decision == "skipped":
+        return RunOutcome(cell.dataset, cell.task, "skipped", existing, path)
+    if decision == "running-elsewhere":
+        return RunOutcome(cell.dataset, cell.task, "running-elsewhere", None, path)
+    published = _run_one(req, r, cell, store, Reporter(), attempt=attempt, supersedes=existing)
+    status = "duplicate" if published.duplicate else "done"
+    return RunOutcome(cell.dataset, cell.task, status, published.record, published.path)
 
 
 def _keep(existing: Record, store: ResultStore, overwrite: str) -> bool:
@@ -248,18 +302,27 @@ def _keep(existing: Record, store: ResultStore, overwrite: str) -> bool:
     return True
 
 
-def _run_one(req, home, group, model_name, stored_as, model_cls, configs, chash, key, dataset,
-             task, manifest, store, reporter, attempt: str,
-             supersedes: Record | None) -> Published:
+def _run_one(req: RunRequest, r: _Resolved, cell: _Cell, store: ResultStore,
+             reporter: Reporter, attempt: str, supersedes: Record | None) -> Published:
+    """Train, evaluate, time and publish one cell. Under several ranks every rank trains and
+    scores its shard; rank 0 alone logs to the run's file, times the latency and publishes,
+    and the others receive how publishing ended."""
+    home, group, model_name, stored_as = r.home, r.group, r.model_name, r.stored_as
+    configs, dataset, task, key, manifest = r.configs, cell.dataset, cell.task, cell.key, \
+        cell.manifest
+    main = init_ranks(req.device)[0] == 0
     record_path = store.record_path(dataset, group, stored_as, key)
     work_dir = store.work_dir(dataset, group, stored_as, key)
-    log_path = record_path.with_name(f"{key}.log")
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(log_path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root_logger = logging.getLogger("recbench")
-    root_logger.addHandler(handler)
-    root_logger.setLevel(min(root_logger.level or logging.INFO, logging.INFO))
+    handler = None
+    if main:
+        log_path = record_path.with_name(f"{key}.log")
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: "
+                                               "%(message)s"))
+        root_logger.addHandler(handler)
+        root_logger.setLevel(min(root_logger.level or logging.INFO, logging.INFO))
     started = _now()
     try:
         data = load_task_data(home, dataset, req.size, task, manifest, smoke=req.smoke)
@@ -270,7 +333,7 @@ def _run_one(req, home, group, model_name, stored_as, model_cls, configs, chash,
         # model is built, so training, and evaluation after it, run at exactly that many
         pin_threads(configs["eval"].train_threads)
         _seed_everything(req.seed)
-        model = model_cls(configs["model"], ctx)
+        model = r.model_cls(configs["model"], ctx)
         log.info("run %s: %s/%s on %s [%s], config %s", key, group, model_name, dataset, task,
                  {n: c.model_dump() for n, c in configs.items()})
 
@@ -284,8 +347,10 @@ def _run_one(req, home, group, model_name, stored_as, model_cls, configs, chash,
         reporter.stage(f"{group}/{model_name} on {dataset} ({task}): evaluating "
                        f"{data.test.height:,} test rows")
         t0 = time.perf_counter()
-        metrics, preds = EVALUATORS[task](model, data, configs["eval"], reporter)
+        metrics, preds = evaluate_on_ranks(task, model, data, configs["eval"], reporter)
         eval_s = time.perf_counter() - t0
+        if not main:
+            return from_main(None)  # rank 0's Published, once it has published
 
         ecfg = configs["eval"]
         reporter.stage(f"{group}/{model_name} on {dataset} ({task}): latency, batch 1, "
@@ -304,16 +369,18 @@ def _run_one(req, home, group, model_name, stored_as, model_cls, configs, chash,
             protocol_version=manifest["protocol_version"], task=task, mode=model.run_mode,
             metrics=metrics, latency=latency, train_seconds=train_s, eval_seconds=eval_s,
             seed=req.seed, config={n: c.model_dump(mode="json") for n, c in configs.items()},
-            config_hash=chash, hardware=fingerprint(ecfg.latency_threads),
+            config_hash=r.chash, hardware=fingerprint(ecfg.latency_threads),
             recbench_version=recbench.__version__, git_commit=_git_commit(),
             started_at=started, finished_at=_now(), smoke=req.smoke,
             notes=model.notes() + _protocol_notes(manifest, task)
             + (["smoke run: tiny subset, not a result"] if req.smoke else []),
             executor=req.executor, node=req.node or socket.gethostname(), attempt=attempt,
             resumed_from_epoch=getattr(train_result, "resumed_from", None),
+            tuned_from=r.tuned_from,
         )
         published = store.write(record, preds, supersedes=supersedes)
         shutil.rmtree(work_dir, ignore_errors=True)  # the key is finished, by us or the winner
+        from_main(published)
         if published.duplicate:
             reporter.result(f"[yellow]duplicate discarded[/] {group}/{model_name} on {dataset} "
                             f"({task}): attempt {published.record.attempt} published first "
@@ -326,8 +393,9 @@ def _run_one(req, home, group, model_name, stored_as, model_cls, configs, chash,
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: say what was kept to resume from
         raise _interrupted(exc, work_dir) from exc
     finally:
-        root_logger.removeHandler(handler)
-        handler.close()
+        if handler is not None:
+            root_logger.removeHandler(handler)
+            handler.close()
 
 
 def _interrupted(exc: KeyboardInterrupt, work_dir: Path) -> KeyboardInterrupt:

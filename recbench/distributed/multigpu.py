@@ -14,14 +14,28 @@ predictions are concatenated back in row order (`concat_shards`, which checks th
 came back exactly once). Tensor parallel (one vLLM engine across K GPUs) needs no sharding:
 `--set tensor_parallel_size=K` in a task holding K GPUs (vLLM's `mp` backend inside it).
 
-Not wired yet: the runner and training loop have no rank awareness, so every rank would take
-the lease (rank 1 then sees rank 0's live lease and leaves while rank 0 waits for it in the
-first collective). Until they follow `is_main_process`, `run_spec` refuses a run that reserves
-K >= 2 GPUs with the command it would run (fractions and single GPUs run normally).
+The rank-0 rule, as the runner and the training loop follow it under a launcher that starts
+one process per device (`accelerate launch`, torchrun; gloo on CPU, NCCL on GPUs):
+- rank 0 alone looks at the store, takes the key's lease and tells the other ranks (a
+  broadcast) whether the key runs, is skipped or is running elsewhere, and under which attempt;
+- every rank trains: each takes its own share of every epoch's batches (rank r the r-th of
+  each consecutive group of K, an incomplete last group dropped so that every rank steps the
+  same number of times) and the gradients are averaged over the ranks (an all-reduce) before
+  each step, so the weights stay identical on every rank; rank 0 alone writes checkpoints, and
+  its validation score decides early stopping for all;
+- evaluation: each rank scores a contiguous shard of the test rows (`evaluate_on_ranks`),
+  the shards are gathered on rank 0 (`gather_rows`, the counterpart of Accelerate's
+  `gather_for_metrics`: every row exactly once, back in row order) and rank 0 computes the
+  metrics from the whole split's predictions;
+- rank 0 alone times the latency, writes predictions and the record, then tells the other
+  ranks how publishing ended.
 
-What was exercised where: the sharding, the concatenation, the gather to rank 0 and the
-command line are tested on CPU (torch.distributed with gloo, 2 processes). No GPU was available
-while this was written: `accelerate launch` on real GPUs and vLLM tensor parallel were not run.
+This module imports only numpy and recbench.core at module level: the runner imports it.
+
+What was exercised where: the sharding, the concatenation, the gather, the sharded evaluation
+and the rank-0 rule of a whole run are tested on CPU (torch.distributed with gloo, 2 processes,
+tests/test_multigpu.py). No GPU was available while this was written: `accelerate launch` on
+real GPUs (NCCL), LoRA over several GPUs and vLLM tensor parallel were not run.
 """
 
 from __future__ import annotations
@@ -56,6 +70,29 @@ def rank_and_world() -> tuple[int, int]:
 def is_main_process() -> bool:
     """Rank 0 (or a single process): the one that writes records, predictions, checkpoints."""
     return rank_and_world()[0] == 0
+
+
+def init_ranks(device: str = "cpu") -> tuple[int, int]:
+    """(rank, world) of this process; under a launcher (WORLD_SIZE > 1) the process group is
+    initialised first, through Accelerate's shared state (gloo on CPU, NCCL on CUDA), which
+    the training loop's `Accelerator` then reuses."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+
+        PartialState(cpu=not device.startswith("cuda"))
+    return rank_and_world()
+
+
+def from_main(value: Any) -> Any:
+    """Rank 0's `value` on every rank (itself in a single process)."""
+    _, world = rank_and_world()
+    if world == 1:
+        return value
+    import torch.distributed as dist
+
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def shard_bounds(n_rows: int, world: int) -> list[tuple[int, int]]:
@@ -104,6 +141,35 @@ def gather_rows(frame, row_col: str = "row", n_rows: int | None = None):
     gathered: list[Any] = [None] * world
     dist.all_gather_object(gathered, frame)
     return concat_shards(gathered, row_col, n_rows) if rank == 0 else None
+
+
+def evaluate_on_ranks(task: str, model, data, cfg, reporter):
+    """`EVALUATORS[task]` over all ranks: each scores its contiguous shard of the test rows,
+    rank 0 gathers the predictions (row order, every row once) and computes the metrics from
+    them. Returns (metrics, predictions) on rank 0 and (None, None) on the others; a single
+    process evaluates as usual."""
+    import dataclasses
+
+    from recbench.evaluation import EVALUATORS, metrics_from_predictions
+
+    rank, world = rank_and_world()
+    if world == 1:
+        return EVALUATORS[task](model, data, cfg, reporter)
+    import polars as pl
+
+    lo, hi = shard_bounds(data.test.height, world)[rank]
+    negatives = data.test_negatives
+    if negatives is not None:  # evaluate_seq reads them by position, in row order
+        negatives = negatives.sort("row").slice(lo, hi - lo)
+    shard = dataclasses.replace(data, test=data.test.slice(lo, hi - lo), test_negatives=negatives)
+    preds = None
+    if hi > lo:  # fewer test rows than ranks leaves some ranks nothing to score
+        _, preds = EVALUATORS[task](model, shard, cfg, reporter)
+        preds = preds.with_columns((pl.col("row") + lo).cast(pl.Int32))
+    gathered = gather_rows(preds, n_rows=data.test.height)
+    if gathered is None:
+        return None, None
+    return metrics_from_predictions(task, gathered, data, cfg), gathered
 
 
 def accelerate_command(request: dict[str, Any], gpus: int,

@@ -13,6 +13,15 @@ weights. Checkpoints hold only tensors and plain containers and load with
 way (truncated, damaged, a pickle payload, an older format without the random states) is
 removed with a warning and training starts from the first epoch, which, training being
 deterministic, ends where the uninterrupted run would have.
+
+Several processes (a launcher's ranks, `accelerate launch --num_processes K`): the module is
+not wrapped in DistributedDataParallel (the models' losses call encoder methods such as
+`sequence`, not `forward`, which DDP's wrapper neither exposes nor synchronises); instead
+every rank starts from rank 0's weights, takes its own share of each epoch's batches (the r-th
+of every consecutive group of K; an incomplete last group is dropped, so each rank steps the
+same number of times and the effective batch is K x batch_size) and the gradients are averaged
+over the ranks (one all-reduce) before each step, which keeps the weights identical. Rank 0's
+validation score decides early stopping for every rank, and rank 0 alone writes checkpoints.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import os
 import pickle
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,7 +137,12 @@ def _train(module, batches, loss_fn, validate, cfg, ctx, n_batches, params, rng)
     trainable = list(params) if params is not None else [p for p in module.parameters()
                                                           if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    module, optimizer = accelerator.prepare(module, optimizer)
+    world, main = accelerator.num_processes, accelerator.is_main_process
+    if world > 1:  # gradients averaged by hand (see the module docstring), not through DDP
+        module = module.to(accelerator.device)
+        optimizer = accelerator.prepare(optimizer)
+    else:
+        module, optimizer = accelerator.prepare(module, optimizer)
     epochs = 1 if ctx.smoke else cfg.epochs
     max_steps = 2 if ctx.smoke else cfg.max_steps_per_epoch
 
@@ -136,7 +150,15 @@ def _train(module, batches, loss_fn, validate, cfg, ctx, n_batches, params, rng)
     resumed, prior_seconds = None, 0.0
     ckpt = Path(ctx.work_dir) / CHECKPOINT if ctx.work_dir else None
     state = (_readable_checkpoint(ckpt, reporter, accelerator.unwrap_model(module), optimizer,
-                                  rng) if ckpt is not None and ckpt.exists() else None)
+                                  rng, remove=main) if ckpt is not None and ckpt.exists()
+             else None)
+    if world > 1:
+        # every rank resumes (or not) as rank 0 does, from rank 0's weights
+        main_resumes = _from_main(state is not None)
+        if main_resumes and state is None:
+            _unreadable(ckpt)
+        if not main_resumes:
+            state = None
     if state is not None:
         accelerator.unwrap_model(module).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -148,7 +170,9 @@ def _train(module, batches, loss_fn, validate, cfg, ctx, n_batches, params, rng)
         log.info("resumed from %s at epoch %d (best %.4f)", ckpt, start_epoch, best)
         reporter.stage(f"resuming an interrupted run at epoch {start_epoch + 1}")
 
-    steps_per_epoch = n_batches(start_epoch) if n_batches else None
+    if world > 1:
+        _broadcast_module(module)
+    steps_per_epoch = n_batches(start_epoch) // world if n_batches else None
     if not ctx.smoke and steps_per_epoch is not None and steps_per_epoch < MIN_STEPS:
         message = (f"only {steps_per_epoch} optimiser step(s) an epoch at batch size "
                    f"{cfg.batch_size}: early stopping (patience {cfg.patience}) may end training "
@@ -161,15 +185,19 @@ def _train(module, batches, loss_fn, validate, cfg, ctx, n_batches, params, rng)
         module.train()
         epoch_start = time.perf_counter()
         total, steps = 0.0, 0
-        total_batches = n_batches(epoch) if n_batches else None
+        total_batches = n_batches(epoch) // world if n_batches else None
         if max_steps is not None and total_batches is not None:
             total_batches = min(total_batches, max_steps)
-        for batch in reporter.track(batches(epoch), total_batches,
+        epoch_batches = batches(epoch) if world == 1 else \
+            _rank_share(batches(epoch), accelerator.process_index, world)
+        for batch in reporter.track(epoch_batches, total_batches,
                                     f"epoch {epoch + 1}/{epochs}"):
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             loss = loss_fn(module, batch)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
+            if world > 1:
+                _average_gradients(trainable, world)
             if cfg.grad_clip:
                 accelerator.clip_grad_norm_(trainable, cfg.grad_clip)
             optimizer.step()
@@ -180,6 +208,8 @@ def _train(module, batches, loss_fn, validate, cfg, ctx, n_batches, params, rng)
         module.eval()
         with torch.no_grad():
             score = float(validate(accelerator.unwrap_model(module)))
+        if world > 1:
+            score = _from_main(score)  # one early-stopping decision for every rank
         history.append({"epoch": epoch + 1, "loss": total / max(steps, 1), "valid": score,
                         "seconds": time.perf_counter() - epoch_start})
         log.info("epoch %d: loss %.4f valid %.4f", epoch + 1, total / max(steps, 1), score)
@@ -188,7 +218,7 @@ def _train(module, batches, loss_fn, validate, cfg, ctx, n_batches, params, rng)
         if score > best:
             best, best_epoch = score, epoch
             best_state = copy.deepcopy(accelerator.unwrap_model(module).state_dict())
-        if ckpt is not None:
+        if ckpt is not None and main:
             _save(ckpt, {"format": CHECKPOINT_FORMAT,
                          "model": accelerator.unwrap_model(module).state_dict(),
                          "optimizer": optimizer.state_dict(), "epoch": epoch, "best": best,
@@ -199,9 +229,60 @@ def _train(module, batches, loss_fn, validate, cfg, ctx, n_batches, params, rng)
     return TrainResult(best, best_epoch + 1, len(history), history, resumed, prior_seconds)
 
 
+def _rank_share(batches: Iterable[dict[str, torch.Tensor]], rank: int, world: int
+                ) -> Iterator[dict[str, torch.Tensor]]:
+    """Rank `rank`'s batches: the `rank`-th of every consecutive group of `world` (every rank
+    draws the whole sequence, so the random states stay in step); an incomplete last group is
+    dropped, so every rank takes the same number of steps."""
+    group: list[dict[str, torch.Tensor]] = []
+    for batch in batches:
+        group.append(batch)
+        if len(group) == world:
+            yield group[rank]
+            group = []
+
+
+def _average_gradients(params: list[nn.Parameter], world: int) -> None:
+    """Every rank's gradients replaced by their mean over the ranks (one flat all-reduce; a
+    parameter without a gradient on a rank counts as zero there, as DDP counts it)."""
+    import torch.distributed as dist
+
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for p, g in zip(params, grads, strict=True):
+        n = g.numel()
+        p.grad = flat[offset:offset + n].view_as(p).clone()
+        offset += n
+
+
+def _broadcast_module(module: nn.Module) -> None:
+    """Rank 0's weights and buffers on every rank."""
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor.data, src=0)
+
+
+def _from_main(value: Any) -> Any:
+    import torch.distributed as dist
+
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _unreadable(path: Path | None) -> None:
+    raise RuntimeError(f"rank 0 and this rank disagree on whether the checkpoint {path} is "
+                       "usable: is the work folder on one file system for every rank?")
+
+
 def _readable_checkpoint(path: Path, reporter: Reporter, module: nn.Module,
                          optimizer: torch.optim.Optimizer,
-                         rng: np.random.Generator | None) -> dict | None:
+                         rng: np.random.Generator | None, remove: bool = True) -> dict | None:
     """The checkpoint at `path`, or None (the file removed, with a warning) if it is truncated,
     damaged, not tensors and plain containers only, or of an older format: a run killed
     mid-write must not block its key, and a planted pickle must not run; it trains from the
@@ -221,7 +302,8 @@ def _readable_checkpoint(path: Path, reporter: Reporter, module: nn.Module,
                    "training starts from the first epoch")
         log.warning(message)
         reporter.stage(f"[yellow]note:[/] {message}")
-        path.unlink(missing_ok=True)
+        if remove:  # under several ranks rank 0 alone removes it
+            path.unlink(missing_ok=True)
         return None
     return state
 
