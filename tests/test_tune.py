@@ -155,3 +155,49 @@ def test_without_folds_the_stand_in_objective_is_stated(tmp_path):
     (trial,) = [t for t in trials_of("standin", storage) if t.number == out["best_trial"]]
     assert "stand-in" in trial.user_attrs["objective"]
     assert len(trial.user_attrs["fold_ndcg@20"]) == 3
+
+
+def test_a_run_from_the_tuned_config_names_its_study_and_trial(tmp_path):
+    import yaml
+
+    from recbench.distributed.tune import masked_url
+    from recbench.runner import RunRequest, run
+
+    storage = f"sqlite:///{tmp_path / 'best.db'}"
+    s = optuna.create_study(study_name="picked", storage=storage, direction="maximize")
+    for k, value in ((17, 0.2), (40, 0.5), (90, 0.3)):  # trial 1 is the best
+        s.add_trial(optuna.trial.create_trial(
+            params={"k": k, "sample_size": 300, "similarity": "cosine", "decay": "none"},
+            distributions={"k": optuna.distributions.IntDistribution(10, 200, log=True),
+                           "sample_size": optuna.distributions.IntDistribution(200, 2000,
+                                                                               log=True),
+                           "similarity": optuna.distributions.CategoricalDistribution(
+                               ["cosine", "dot"]),
+                           "decay": optuna.distributions.CategoricalDistribution(
+                               ["none", "linear"])},
+            value=value))
+    tuned = tmp_path / "tuned.yaml"
+    assert write_best("picked", storage, tuned)["trial"] == 1
+    written = yaml.safe_load(tuned.read_text())
+    assert written["tuned_from"] == {"study": "picked", "trial": 1, "value": 0.5,
+                                     "storage": storage}
+    home = tmp_path / "home"
+    req = RunRequest(group="G", model="SKNN", datasets=["synthetic"], size="tiny", task="seq",
+                     config_file=tuned, sets={"latency_samples": 5, "latency_warmup": 1},
+                     home=home)
+    (out,) = run(req)
+    assert out.record.tuned_from.study == "picked" and out.record.tuned_from.trial == 1
+    assert out.record.config["model"]["k"] == 40  # the trial's parameters were used
+    assert "tuned_from" not in out.record.config["model"]
+    # provenance is not part of the key: the same parameters without it are the same run
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(yaml.safe_dump({k: v for k, v in written.items() if k != "tuned_from"}))
+    assert run(RunRequest(**{**req.__dict__, "config_file": plain}))[0].status == "skipped"
+    # a damaged block fails in one line, naming the field
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**written, "tuned_from": {"study": "picked"}}))
+    with pytest.raises(ConfigError, match="tuned_from.trial"):
+        run(RunRequest(**{**req.__dict__, "config_file": bad}))
+    # a storage password never reaches a config file or a record
+    assert masked_url("postgresql://me:secret@db:5432/s") == "postgresql://me:***@db:5432/s"
+    assert masked_url(storage) == storage

@@ -418,10 +418,28 @@ def write_best(name: str, storage: str, out: Path) -> dict:
     if not complete:
         raise ConfigError(f"study {name} in {storage}: no completed trial yet")
     best = max(complete, key=lambda t: t.value)
+    where = masked_url(storage)
     header = (f"# tuned by recbench tune: study {name}, trial {best.number}, total "
-              f"NDCG@20 {best.value:.6f}\n# storage {storage}\n"
-              f"# objective: {best.user_attrs.get('objective', '')}\n")
+              f"NDCG@20 {best.value:.6f}\n# storage {where}\n"
+              f"# objective: {best.user_attrs.get('objective', '')}\n"
+              "# tuned_from is provenance: `recbench run` keeps it out of the config and its "
+              "hash,\n# and the run's record names the study and trial\n")
     from recbench.core.atomic import write_text
 
-    write_text(out, header + yaml.safe_dump(dict(best.params), sort_keys=True))
+    # the runner reads `tuned_from` into Record.tuned_from (recbench.results.record.TunedFrom)
+    body = {**dict(best.params), "tuned_from": {"study": name, "trial": best.number,
+                                                "value": float(best.value), "storage": where}}
+    write_text(out, header + yaml.safe_dump(body, sort_keys=True))
     return {"trial": best.number, "value": best.value, "params": best.params}
+
+
+def masked_url(url: str) -> str:
+    """`url` with any password replaced by ***: a record or a config file never holds one."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
