@@ -1,6 +1,7 @@
 """Throughput and overhead of `recbench sweep`: a 16-run grid, 1 vs 2 workers, local and Ray.
 
     python benchmarks/sweep_bench.py [--runs 16] [--epochs 5] [--executors local,ray]
+                                     [--workers 1,2] [--start forkserver,spawn]
 
 The grid is SASRec-3L on the synthetic tiny set, one seed per run (16 different keys), each
 run short but real (train `--epochs` epochs, evaluate, time latency) and pinned to one thread.
@@ -11,8 +12,11 @@ skipped). Printed per configuration:
 - in-run: the mean time a run spends inside the worker entry `run_spec` (imports, data,
   training, evaluation, latency, publishing), and of that the run's own train + eval seconds;
 - overhead/run = (workers x wall - sum of in-run times) / runs: what a run costs outside
-  `run_spec` (process spawn and interpreter start, unpickling, scheduling, result transfer),
-  also as a share of the in-run time;
+  `run_spec` (process start, unpickling, scheduling, result transfer), also as a share of the
+  in-run time;
+- the local executor with both start methods: `forkserver` (the default: each run forked from
+  a server that imported torch, polars and the runner once; the server's one start-up is
+  timed separately, before the first configuration) and `spawn` (a bare interpreter per run);
 - Ray: `ray.init` time and the resident memory of Ray's own processes (gcs, raylet, workers'
   core processes at idle) right after start-up.
 
@@ -30,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from recbench.distributed.executors import make_executor
+from recbench.distributed.executors import LocalExecutor, make_executor
 from recbench.distributed.grid import expand, grid_from_dict
 from recbench.distributed.sweep import plan_sweep, run_sweep
 from recbench.results.store import ResultStore
@@ -58,8 +62,9 @@ def ray_footprint() -> float:
     return total / 2**20
 
 
-def one(executor: str, workers: int, base: Path, seed_home: Path, runs: int, epochs: int) -> dict:
-    home = base / f"{executor}-{workers}"
+def one(executor: str, workers: int, base: Path, seed_home: Path, runs: int, epochs: int,
+        start: str = "") -> dict:
+    home = base / f"{executor}-{start}-{workers}"
     shutil.copytree(seed_home / "datasets", home / "datasets")
     plan = plan_sweep(expand(grid(runs, epochs), home=home), "bench", home, executor)
     assert len(plan.specs) == runs, "every run must be fresh"
@@ -74,7 +79,8 @@ def one(executor: str, workers: int, base: Path, seed_home: Path, runs: int, epo
         time.sleep(2)
         extra["ray_rss_mib"] = ray_footprint()
     try:
-        ex = make_executor(executor, workers=workers, max_retries=0)
+        ex = (LocalExecutor(workers, max_retries=0, start=start) if executor == "local"
+              else make_executor(executor, workers=workers, max_retries=0))
         t0 = time.perf_counter()
         result = run_sweep(plan, ex)
         wall = time.perf_counter() - t0
@@ -94,32 +100,53 @@ def one(executor: str, workers: int, base: Path, seed_home: Path, runs: int, epo
             "overhead_share": overhead / (in_run / runs), **extra}
 
 
+def start_fork_server() -> float:
+    """Start the local executor's fork server (its preload imports) and time it."""
+    ctx = LocalExecutor(1, start="forkserver").ctx  # sets the preload list
+    t0 = time.perf_counter()
+    proc = ctx.Process(target=time.sleep, args=(0,))  # forked once the server has imported
+    proc.start()
+    proc.join()
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--executors", default="local,ray")
     ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--start", default="forkserver,spawn",
+                    help="the local executor's start methods to measure")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="sweep-bench-"))
     seed_home = base / "seed"
     plan_sweep(expand(grid(1, args.epochs), home=seed_home), "prepare", seed_home, "local")
+    configs = [(ex, start) for ex in args.executors.split(",")
+               for start in (args.start.split(",") if ex == "local" else [""])]
+    if ("local", "forkserver") in configs:
+        print(f"fork server start-up (preload imports, once per driver): "
+              f"{start_fork_server():.1f} s", flush=True)
     rows = []
     try:
-        for executor in args.executors.split(","):
+        for executor, start in configs:
             for workers in (int(w) for w in args.workers.split(",")):
-                row = one(executor, workers, base, seed_home, args.runs, args.epochs)
+                row = one(executor, workers, base, seed_home, args.runs, args.epochs, start)
+                row["start"] = start
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    print(f"\n{'executor':8} {'workers':>7} {'wall s':>8} {'speedup':>7} {'in-run s':>8} "
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    print(f"\n{'executor':18} {'workers':>7} {'wall s':>8} {'speedup':>7} {'in-run s':>8} "
           f"{'train+eval s':>12} {'overhead/run s':>14} {'share':>6}")
     for row in rows:
-        ref = next((r for r in rows if r["executor"] == row["executor"] and r["workers"] == 1),
-                   row)
-        print(f"{row['executor']:8} {row['workers']:>7} {row['wall_s']:>8.1f} "
+        ref = next((r for r in rows if (r["executor"], r["start"]) ==
+                    (row["executor"], row["start"]) and r["workers"] == 1), row)
+        name = row["executor"] + (f" ({row['start']})" if row["start"] else "")
+        print(f"{name:18} {row['workers']:>7} {row['wall_s']:>8.1f} "
               f"{ref['wall_s'] / row['wall_s']:>7.2f} {row['in_run_mean_s']:>8.1f} "
               f"{row['train_eval_mean_s']:>12.1f} {row['overhead_per_run_s']:>14.2f} "
               f"{row['overhead_share']:>6.1%}"

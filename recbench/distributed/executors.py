@@ -2,11 +2,14 @@
 
     executor.map(specs, events) -> iterator of Outcome, in completion order
 
-- `local` (default, no dependency): a standard-library pool of spawned processes, at most
-  `workers` at a time and a fresh process per run (no torch state, threads or memory carried
-  between runs; a crash takes down only its own run). A process that dies without reporting is
-  `lost` and retried up to `max_retries` times; the retry takes over the dead run's lease and
-  resumes from its epoch checkpoint.
+- `local` (default, no dependency): standard-library processes, at most `workers` at a time
+  and a fresh process per run (no torch state, threads or memory carried between runs; a crash
+  takes down only its own run). The processes are forked from one `forkserver` that imported
+  torch, Accelerate, polars and the runner once (`recbench.distributed.warm`), so a run does
+  not spend its first seconds importing them (`start="spawn"` gives a bare interpreter per
+  run instead). A process that dies without reporting is `lost` and retried up to
+  `max_retries` times; the retry takes over the dead run's lease and resumes from its epoch
+  checkpoint.
 - `ray`: one Ray core task per run with `num_cpus`/`num_gpus` from the grid's resources,
   `max_retries` on worker or node loss and `retry_exceptions=False` (a model error is
   deterministic: `run_spec` returns it as a `failed` outcome and Ray never retries it). GPU
@@ -107,23 +110,50 @@ def _exit_text(code: int | None) -> str:
     return f"exit code {code}"
 
 
-def _child(spec: RunSpec, conn) -> None:
-    """Body of a spawned worker process: one run, its outcome sent back, then exit."""
+def _child(spec: RunSpec, conn, environ: dict[str, str] | None = None,
+           cwd: str | None = None) -> None:
+    """Body of a worker process: one run, its outcome sent back, then exit.
+
+    A process forked from the fork server starts with the server's environment and folder
+    (those of the driver when the server started): the driver's current ones are restored
+    first, as a spawned process would have had them."""
+    if environ is not None:
+        os.environ.clear()
+        os.environ.update(environ)
+    if cwd is not None:
+        os.chdir(cwd)
     outcome = run_spec(spec)
     conn.send(outcome)
     conn.close()
 
 
+START_METHODS = ("forkserver", "spawn")
+
+
+def _context(start: str):
+    """The multiprocessing context for `start`; the fork server preloads the heavy imports."""
+    if start not in START_METHODS:
+        raise ConfigError(f"start method {start!r}: choose {', '.join(START_METHODS)}")
+    if start == "forkserver" and "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        # read when the server starts (once per driver process); later calls change nothing
+        ctx.set_forkserver_preload(["recbench.distributed.warm"])
+        return ctx
+    return multiprocessing.get_context("spawn")  # no fork server on this platform
+
+
 class LocalExecutor:
-    """At most `workers` spawned processes at a time, one fresh process per run."""
+    """At most `workers` processes at a time, one fresh process per run."""
 
     name = "local"
 
-    def __init__(self, workers: int = 1, max_retries: int = 2):
+    def __init__(self, workers: int = 1, max_retries: int = 2, start: str = "forkserver"):
         self.workers, self.max_retries = workers, max_retries
+        self.ctx = _context(start)
 
     def map(self, specs: Sequence[RunSpec], events: Events) -> Iterator[Outcome]:
-        ctx = multiprocessing.get_context("spawn")
+        ctx = self.ctx
+        forked = ctx.get_start_method() == "forkserver"
         host = socket.gethostname()
         queue = deque((spec, 0) for spec in specs)
         running: dict[int, tuple[Any, Any, RunSpec, int]] = {}
@@ -132,7 +162,8 @@ class LocalExecutor:
                 while queue and len(running) < self.workers:
                     spec, tries = queue.popleft()
                     recv, send = ctx.Pipe(duplex=False)
-                    proc = ctx.Process(target=_child, args=(spec, send),
+                    extra = (dict(os.environ), os.getcwd()) if forked else ()
+                    proc = ctx.Process(target=_child, args=(spec, send, *extra),
                                        name=f"recbench-run-{spec.key}")
                     proc.start()
                     send.close()  # the child holds the only writer: EOF if it dies
