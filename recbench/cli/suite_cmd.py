@@ -76,35 +76,70 @@ def suite_run(
     address: Annotated[Optional[str], typer.Option(
         help="With --executor ray: the cluster address (auto | HOST:PORT | ray://...).")
     ] = None,
+    grid: Annotated[Optional[str], typer.Option(
+        "--grid", help="greedy: each row group of the suite's greedy order builds on the best "
+                       "of the ones before (the default where the suite has one); full: the "
+                       "product of every step's choices; rows: every row as written.")
+    ] = None,
     home: Annotated[Optional[Path], typer.Option("--home", help=HOME_HELP)] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Expand a suite into ordinary runs and run them; finished runs are skipped.
 
     A failing run is reported and the suite goes on; the exit code is non-zero if any failed.
+    Under --grid greedy|full the suite as it ran (each row's real settings) is written to
+    HOME/suites/NAME-GRID.yaml: pass that file to `recbench leaderboard --suite`.
     """
     setup_logging(verbose)
     from recbench.cli.run_cmd import parse_seeds
-    from recbench.suites import expand_rows, load_suite
+    from recbench.core.errors import ConfigError
+    from recbench.suites import expand_rows, load_suite, select_rows
 
     suite = load_suite(name)
-    pairs = expand_rows(suite, datasets=split_list(datasets),
-                        seeds=parse_seeds(seeds, "--seeds") if seeds is not None else None,
-                        only=split_list(only), size=size, protocol=protocol, home=home,
-                        overwrite=overwrite, device=device)
+    mode = grid or ("greedy" if suite.greedy is not None else "rows")
+    if mode not in ("greedy", "full", "rows"):
+        raise ConfigError(f"--grid {mode!r}: expected greedy, full or rows")
+    if mode != "rows":
+        if suite.greedy is None:
+            raise ConfigError(f"--grid {mode}: suite {suite.name} has no greedy order "
+                              "(use --grid rows)")
+        chosen = select_rows(suite, split_list(only))
+        reference = suite.row(suite.greedy.reference)
+        suite = suite.model_copy(update={"rows": [r for r in suite.rows
+                                                  if r in chosen or r is reference]})
+        only = None
+    if mode == "full":
+        from recbench.suites.execute import full_grid
+
+        suite = full_grid(suite)
+
+    def expander(chosen_suite):
+        return expand_rows(chosen_suite, datasets=split_list(datasets),
+                           seeds=parse_seeds(seeds, "--seeds") if seeds is not None else None,
+                           only=split_list(only), size=size, protocol=protocol, home=home,
+                           overwrite=overwrite, device=device)
+
     from recbench.suites.execute import check_suite_runs, plan_runs, run_suite
 
-    runs = plan_runs(pairs)
+    runs = plan_runs(expander(suite))
     if dry_run:
-        _print_plan(suite, runs)
+        _print_plan(suite, runs, mode)
         return
     check_suite_runs(suite, runs, home)
     if executor is not None:  # a suite is a grid: `recbench sweep`'s planning and executors
+        if mode == "greedy":
+            raise ConfigError("--executor runs a fixed set of runs: use --grid full or rows")
         _run_as_sweep(suite, runs, executor, workers, address, home)
         return
-    console.rule(f"suite {suite.name} v{suite.version}: {len(runs)} runs, protocol "
+    console.rule(f"suite {suite.name} v{suite.version} ({mode}): {len(runs)} runs, protocol "
                  f"{suite.protocol}")
-    _run_with_progress(runs, run_suite)
+    if mode == "greedy":
+        runs = _run_greedy(suite, runs, expander, home)
+    else:
+        _run_with_progress(runs, run_suite)
+        if mode == "full":
+            _write_resolved(suite, mode, home, ["--grid full: every combination of the "
+                                                "greedy steps' choices"])
     _print_summary(runs)
     failed = [r for r in runs if r.status == "failed"]
     if failed:
@@ -131,14 +166,60 @@ def _run_as_sweep(suite, runs, executor, workers, address, home) -> None:
         raise typer.Exit(1)
 
 
-def _print_plan(suite, runs) -> None:
+def _run_greedy(suite, planned, expander, home):
+    """The greedy order under the suite progress bar; the steps' winners printed and written."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from recbench.suites.execute import run_greedy, run_suite
+
+    out = {}
+
+    def greedy(_runs, reporter, on_start, on_done):
+        out["result"] = run_greedy(suite, expander,
+                                   lambda rs: run_suite(rs, reporter, on_start, on_done))
+
+    _run_with_progress(planned, greedy)
+    runs, resolved, steps = out["result"]
+    order = suite.greedy
+    table = Table(title=f"greedy order: winners by {order.metric} ({order.metrics_protocol}), "
+                        "mean over seeds and datasets")
+    for col in ("step", "winner", "score", "candidates"):
+        table.add_column(col, overflow="fold")
+    lines = [f"--grid greedy: each step builds on the best before it, by {order.metric} "
+             f"({order.metrics_protocol}), mean over seeds and datasets"]
+    for step in steps:
+        cands = ", ".join(f"{n} {v:.4f}" for n, v in step.scores.items())
+        table.add_row(escape(step.step), escape(step.winner),
+                      f"{step.scores.get(step.winner, float('nan')):.4f}", escape(cands))
+        lines.append(f"{step.step}: winner {step.winner} ({cands}); carried {step.carried}")
+    console.print(table)
+    _write_resolved(resolved, "greedy", home, lines)
+    return runs
+
+
+def _write_resolved(suite, mode, home, header) -> None:
+    from recbench.core import paths
+    from recbench.core.atomic import write_text
+    from recbench.suites.execute import resolved_suite_yaml
+
+    path = paths.home(home) / "suites" / f"{suite.name}-{mode}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, resolved_suite_yaml(suite, header))
+    console.print(f"the suite as it ran: {path} (recbench leaderboard --suite {path})",
+                  highlight=False, soft_wrap=True)
+
+
+def _print_plan(suite, runs, mode="rows") -> None:
     from rich.markup import escape
     from rich.table import Table
 
     sizes = ", ".join(dict.fromkeys(run.request.size for run in runs))
+    later = ("; under --grid greedy each step's rows also get the winners before them"
+             if mode == "greedy" else "")
     table = Table(title=f"suite {escape(suite.name)} v{suite.version}: {len(runs)} runs "
-                        f"(protocol {escape(suite.protocol)}, size {sizes})",
-                  caption="--dry-run: nothing started")
+                        f"(protocol {escape(suite.protocol)}, size {sizes}, grid {mode})",
+                  caption=f"--dry-run: nothing started{later}")
     for col in ("#", "seed", "row", "group", "model", "dataset", "task", "settings"):
         table.add_column(col, overflow="fold")
     for i, run in enumerate(runs, 1):
