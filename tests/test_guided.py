@@ -170,6 +170,7 @@ def test_guided_backbones_train_and_evaluate(model, tmp_path, stand_in_scorer):
     assert any("guided: refined" in n and "+ 6 frozen guided aspects" in n for n in rec.notes)
     assert any(n.startswith("item aspect scores (movies") for n in rec.notes)
     assert any(n.startswith("user aspect scores (movies") for n in rec.notes)
+    assert any("scoring cost on " in n and " tokens per item" in n for n in rec.notes)
     assert 0 <= rec.metrics["full"]["ndcg@10"] <= 1
     assert [c[0] for c in stand_in_scorer] == ["You are a movie crit", "You are a movie reco"]
     # a second run with other model settings reuses both cached score sets

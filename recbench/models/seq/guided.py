@@ -155,8 +155,14 @@ def _user_ids(data: TaskData) -> list[int]:
 
 def _score_note(role: str, s: attribute_scores.AspectScores, table: str) -> str:
     facts = s.meta.get("facts", {})
-    cost = (f"{facts.get('seconds', 0):.1f} s, {facts.get('prompts_per_s') or 0:.3f} "
-            "prompts/s" if facts else "")
+    n = max(int(facts.get("prompts") or 0), 1)
+    tokens = (facts.get("tokens_run") or facts.get("prompt_tokens", 0)) + \
+        facts.get("generated_tokens", 0)
+    backend = s.meta.get("settings", {}).get("backend")
+    counted = "tokens run" if "tokens_run" in facts else "prompt + generated tokens"
+    cost = (f"scoring cost on {backend}: {facts.get('seconds', 0) / n:.3f} s and "
+            f"{tokens / n:.0f} {counted} per {role}, {facts.get('seconds', 0):.1f} s in all"
+            if facts else "")
     parse = facts.get("parse")
     failure = f", parse-failure rate {parse['failure_rate']:.4f}" if parse else ""
     return (f"{role} aspect scores ({table}, {s.meta.get('settings', {}).get('extractor')}): "
