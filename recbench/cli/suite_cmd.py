@@ -174,31 +174,37 @@ def _run_greedy(suite, planned, expander, home):
     from recbench.suites.execute import run_greedy, run_suite
 
     out = {}
+    order = suite.greedy
+
+    def header(steps):
+        lines = [f"--grid greedy: each step builds on the best before it, by {order.metric} "
+                 f"({order.metrics_protocol}), mean over seeds and datasets"]
+        return lines + [f"{step.step}: winner {step.winner} ("
+                        + ", ".join(f"{n} {v:.4f}" for n, v in step.scores.items())
+                        + f"); carried {step.carried}" for step in steps]
 
     def greedy(_runs, reporter, on_start, on_done):
-        out["result"] = run_greedy(suite, expander,
-                                   lambda rs: run_suite(rs, reporter, on_start, on_done))
+        out["result"] = run_greedy(
+            suite, expander, lambda rs: run_suite(rs, reporter, on_start, on_done),
+            on_step=lambda ran, steps: _write_resolved(ran, "greedy", home, header(steps),
+                                                       quiet=True))
 
     _run_with_progress(planned, greedy)
     runs, resolved, steps = out["result"]
-    order = suite.greedy
     table = Table(title=f"greedy order: winners by {order.metric} ({order.metrics_protocol}), "
                         "mean over seeds and datasets")
     for col in ("step", "winner", "score", "candidates"):
         table.add_column(col, overflow="fold")
-    lines = [f"--grid greedy: each step builds on the best before it, by {order.metric} "
-             f"({order.metrics_protocol}), mean over seeds and datasets"]
     for step in steps:
         cands = ", ".join(f"{n} {v:.4f}" for n, v in step.scores.items())
         table.add_row(escape(step.step), escape(step.winner),
                       f"{step.scores.get(step.winner, float('nan')):.4f}", escape(cands))
-        lines.append(f"{step.step}: winner {step.winner} ({cands}); carried {step.carried}")
     console.print(table)
-    _write_resolved(resolved, "greedy", home, lines)
+    _write_resolved(resolved, "greedy", home, header(steps))
     return runs
 
 
-def _write_resolved(suite, mode, home, header) -> None:
+def _write_resolved(suite, mode, home, header, quiet=False) -> None:
     from recbench.core import paths
     from recbench.core.atomic import write_text
     from recbench.suites.execute import resolved_suite_yaml
@@ -206,8 +212,9 @@ def _write_resolved(suite, mode, home, header) -> None:
     path = paths.home(home) / "suites" / f"{suite.name}-{mode}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text(path, resolved_suite_yaml(suite, header))
-    console.print(f"the suite as it ran: {path} (recbench leaderboard --suite {path})",
-                  highlight=False, soft_wrap=True)
+    if not quiet:
+        console.print(f"the suite as it ran: {path} (recbench leaderboard --suite {path})",
+                      highlight=False, soft_wrap=True)
 
 
 def _print_plan(suite, runs, mode="rows") -> None:

@@ -185,8 +185,9 @@ def _score(runs: Sequence[SuiteRun], row: str, protocol: str, metric: str) -> fl
     return statistics.fmean(statistics.fmean(v) for v in by_dataset.values())
 
 
-def run_greedy(suite: Suite, expand: Expander, run: Runner) -> tuple[list[SuiteRun], Suite,
-                                                                       list[GreedyStep]]:
+def run_greedy(suite: Suite, expand: Expander, run: Runner,
+               on_step: Callable[[Suite, list[GreedyStep]], None] = lambda _s, _h: None,
+               ) -> tuple[list[SuiteRun], Suite, list[GreedyStep]]:
     """The greedy order: the rows outside the steps (the reference first), then each step.
 
     A step's candidates are the configuration carried into it (the previous winner, already
@@ -232,6 +233,7 @@ def run_greedy(suite: Suite, expand: Expander, run: Runner) -> tuple[list[SuiteR
                 best = next(r for r in rows if r.name == name)
                 carried = {**carried, **own_settings(reference, best)}
         history.append(GreedyStep(step, scores, best.name, dict(carried)))
+        on_step(suite.model_copy(update={"rows": rows_out}), history)
     return runs, suite.model_copy(update={"rows": rows_out}), history
 
 
