@@ -79,36 +79,52 @@ def _worker(args):
     tune_worker(*args)
 
 
-def test_a_killed_workers_trial_is_retried_with_the_same_params(tmp_path):
-    home = str((tmp_path / "home").resolve())
-    storage = f"sqlite:///{tmp_path / 'kill.db'}"
-    s = study(name="kill", n_trials=200)
+def _kill_mid_objective(name, storage, home):
+    """Start a worker on study `name`, SIGKILL it while a trial is inside its objective, and
+    return that trial as the dead worker left it, or None where the kill came between trials
+    (a trial can complete in the moment between seeing it running and the kill)."""
     ctx = multiprocessing.get_context("spawn")
-    victim = ctx.Process(target=_worker, args=((s, storage, 0, home),))
+    victim = ctx.Process(target=_worker, args=((study(name=name, n_trials=200), storage, 0,
+                                                home),))
     victim.start()
-    running = None
+    seen = None
     deadline = time.time() + 180
-    while running is None and time.time() < deadline:
+    while seen is None and time.time() < deadline:
         # KeyError: the study is not created yet
         with contextlib.suppress(KeyError, optuna.exceptions.StorageInternalError, ValueError):
             # a trial mid-objective: its parameters are sampled (a fresh trial has none yet)
-            running = next((t for t in trials_of("kill", storage) if t.state == STATE.RUNNING
-                            and t.number >= 1 and len(t.params) == 4), None)
+            seen = next((t for t in trials_of(name, storage) if t.state == STATE.RUNNING
+                         and t.number >= 1 and len(t.params) == 4), None)
         time.sleep(0.02)
-    assert running is not None, "the worker never started a trial"
     os.kill(victim.pid, signal.SIGKILL)
     victim.join()
+    assert seen is not None, "the worker never started a trial"
+    left = [t for t in trials_of(name, storage) if t.state == STATE.RUNNING]
+    return left[0] if len(left) == 1 and len(left[0].params) == 4 else None
+
+
+def test_a_killed_workers_trial_is_retried_with_the_same_params(tmp_path):
+    home = str((tmp_path / "home").resolve())
+    storage = f"sqlite:///{tmp_path / 'kill.db'}"
+    for attempt in range(5):
+        name = f"kill{attempt}"
+        running = _kill_mid_objective(name, storage, home)
+        if running is not None:
+            break
+    else:
+        pytest.fail("5 kills all landed between trials")
     time.sleep(4)  # past the grace period: the killed trial's heartbeat is stale
     # the rescuer fails the stale trial and runs its retry first (a WAITING trial is taken
     # before a new one is sampled)
-    rescuer = ctx.Process(target=_worker, args=((study(name="kill", n_trials=2), storage, 1,
+    ctx = multiprocessing.get_context("spawn")
+    rescuer = ctx.Process(target=_worker, args=((study(name=name, n_trials=2), storage, 1,
                                                  home),))
     rescuer.start()
     rescuer.join(timeout=180)
     assert rescuer.exitcode == 0
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-    trials = {t.number: t for t in trials_of("kill", storage)}
+    trials = {t.number: t for t in trials_of(name, storage)}
     assert trials[running.number].state == STATE.FAIL
     retries = [t for t in trials.values()
                if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == running.number]
