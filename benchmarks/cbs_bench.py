@@ -274,7 +274,7 @@ def sid_llm_random(args: argparse.Namespace, name: str, codes: np.ndarray, rows:
     from recbench.models.decoding import PrefixTrie, beam_search
     from recbench.models.llm import resolve
     from recbench.models.llm.sid import SIDVocabulary
-    from recbench.models.llm.sid_decoding import CachedDecoder, RecomputeDecoder
+    from recbench.models.llm.sid_decoding import lm_decoder
 
     entry = resolve("smollm2-135m")  # prompt text through a real BPE tokenizer (offline)
     tokenizer = AutoTokenizer.from_pretrained(str(entry.weights_dir()), gguf_file=entry.gguf_file)
@@ -296,10 +296,7 @@ def sid_llm_random(args: argparse.Namespace, name: str, codes: np.ndarray, rows:
     for method in ("kv-cache", "recompute"):
         for cbs in (False, True):
             def run(method=method, cbs=cbs):
-                pad = tokenizer.pad_token_id
-                dec = (CachedDecoder(lm, prompts, vocab, pad, device) if method == "kv-cache"
-                       else RecomputeDecoder(lm, prompts, vocab, pad, device, encoder=False,
-                                             special=None))
+                dec = lm_decoder(lm, prompts, vocab, tokenizer.pad_token_id, device, method)
                 return beam_search(dec, len(prompts), args.levels, args.beam,
                                    trie=trie if cbs else None, catalog=trie)
             seconds[method, cbs] = best_seconds(run, args.repeat, device)

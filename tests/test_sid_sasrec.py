@@ -145,10 +145,8 @@ def test_kv_cached_decoding_equals_full_recompute(cbs):
     assert torch.allclose(cached.scores, recomputed.scores, atol=1e-5)
     assert cached.n_invalid == recomputed.n_invalid
     # per level, the cached decoder's log-probs are the recomputed ones
-    from recbench.models.seq.sid_sasrec import CachedDecoder, RecomputeDecoder
-
     history = model.history_tokens(rows)
-    a, b = CachedDecoder(model.module, history), RecomputeDecoder(model.module, history)
+    a, b = model.decoder(history, "kv-cache"), model.decoder(history, "recompute")
     with torch.no_grad():
         assert torch.allclose(a.first(), b.first(), atol=1e-5)
         parents, tokens = torch.arange(6).repeat_interleave(3), torch.randint(0, K, (18,))
@@ -190,7 +188,7 @@ def home(tmp_path_factory):
     return tmp_path_factory.mktemp("sid_home")
 
 
-def test_run_writes_a_record_with_beam_notes(home, sids):
+def test_run_writes_a_record_with_beam_notes_and_metrics(home, sids):
     [out] = run(RunRequest(group="H", model="SID-SASRec-3L-CBS", datasets=["synthetic"],
                            size="tiny", smoke=True, home=home,
                            sets={"latency_samples": 3, "dim": 16}))
@@ -202,7 +200,11 @@ def test_run_writes_a_record_with_beam_notes(home, sids):
     notes = " | ".join(record.notes)
     assert "beam width 20" in notes and "CBS on" in notes and "genre-test" in notes
     assert "collision_rate_after=0," in notes and "utilisation per level=[0.5, 0.25, 1]" in notes
-    assert "0 invalid code sequences" in notes and "test rows" in notes
+    beam = record.metrics["beam"]  # the evaluator's, over every test row
+    assert beam["n_invalid"] == 0 and beam["invalid_rate"] == 0.0
+    assert beam["n_rows"] > 0
+    assert beam["n_returned"] == beam["n_rows"] * 20  # CBS: beam 20 of 60 items, all real
+    assert np.isclose(beam["target_in_beam"] + beam["miss_rate"], 1.0)
 
 
 def _ndcg(home, group, model, size="tiny", **sets):
@@ -217,7 +219,7 @@ def test_training_beats_most_popular_on_tiny_synthetic(home, sids):
     sid, record = _ndcg(home, "H", "SID-SASRec", n_layers=1, cbs=True, dim=32, batch_size=32,
                         epochs=20)
     assert sid > 1.4 * popular, (sid, popular)  # measured: 0.22 vs 0.14
-    assert "0 invalid code sequences" in " ".join(record.notes)
+    assert record.metrics["beam"]["n_invalid"] == 0
 
 
 def test_plain_and_cbs_variants_train_the_same_model(home, sids):

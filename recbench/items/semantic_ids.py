@@ -109,6 +109,34 @@ class SemanticIDs:
     def n_levels(self) -> int:
         return int(self.codes.shape[1])
 
+    def check_covers(self, data: TaskData) -> SemanticIDs:
+        """These codes, if they are the codes of `data`'s catalogue (one row per item).
+
+        Raises:
+            DataError: if the number of items differs.
+        """
+        if self.n_items != data.n_items:
+            raise DataError(f"semantic IDs {self.key!r} cover {self.n_items} items, dataset "
+                            f"{data.dataset} has {data.n_items}")
+        return self
+
+    def summary(self) -> str:
+        """The tokenizer in one line for a record's notes: key, shape, collisions,
+        reconstruction and per-level usage (the rest is in the cache's JSON)."""
+        diag = self.diagnostics or {}
+
+        def fmt(v: Any) -> str:
+            return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+        shown = [f"{k}={fmt(diag[k])}" for k in (
+            "collision_rate_before", "collision_rate_after", "strategy_used",
+            "reconstruction_mse", "reconstruction_rel") if k in diag]
+        shown += [f"{k} per level=[{', '.join(fmt(v) for v in diag[k])}]"
+                  for k in ("utilisation", "perplexity") if isinstance(diag.get(k), list)]
+        return (f"semantic IDs: {self.n_items} items x {self.n_levels} levels of K = "
+                f"{self.codebook_size} (cache key {self.key or 'n/a'})"
+                + ("; " + ", ".join(shown) if shown else ""))
+
 
 class SIDConfig(ClosedConfig):
     """The semantic-ID tokenizer's settings, mixed into every model config that uses codes.

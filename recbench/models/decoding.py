@@ -15,15 +15,26 @@ every finished beam is exactly one item. Items are ranked by their joint log-pro
 outside the beam score -inf and so rank last, ties against the target).
 
 The model side is a `Decoder`: one batch of B users whose history has been encoded once
-(`first`), then fed one code per beam per level (`next`, incremental, e.g. over a KV cache),
-its state reordered by the beams' parents. Group H (`recbench.models.seq.sid_sasrec`) and
-group J (`recbench.models.llm.sid`) implement it; `beam_search` is shared.
+(`first`), then fed one code per beam per level (`next`), its state reordered by the beams'
+parents. Groups H (`recbench.models.seq.sid_sasrec`, SASRec over code tokens) and J
+(`recbench.models.llm.sid`, a language model over code tokens) share both decoders here:
+`CachedDecoder` over a `CachedCodeModel` (the histories run once, each level appends one
+token per beam to a KV cache) and `RecomputeDecoder` over a `CodeModel` (history + codes so
+far re-run at every level: the reference the cache is tested against, and the only path for
+encoders); a model supplies the forward passes, the decoders keep the beams' bookkeeping.
+
+The beam statistics have one definition, `BeamResult.statistics`, which the shared evaluator
+(`recbench.evaluation.evaluate_seq`) keeps per test row of any `BeamGenerator` (predictions
+columns) and reports as the record's `beam` metrics: `invalid_rate` = returned sequences
+(finite score) that are no item / returned sequences (0 under CBS; an empty -inf slot is no
+returned sequence), and `target_in_beam` / `miss_rate` = test rows whose target is / is not
+among the returned items.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -181,6 +192,78 @@ class Decoder(Protocol):
         """
 
 
+class CodeModel(Protocol):
+    """The forward pass of a model over code tokens, for `RecomputeDecoder`."""
+
+    def rescore(self, users: np.ndarray, codes: np.ndarray, level: int) -> torch.Tensor:
+        """(R, K) level-`level` log-probs after user `users[r]`'s history + codes[r].
+
+        Args:
+            users: (R,) which of the batch's B histories each row continues.
+            codes: (R, level) int64 codes generated so far, level 0 first.
+            level: the level whose K codes are scored.
+        """
+
+
+class CachedCodeModel(Protocol):
+    """The incremental forward pass of a model over code tokens, for `CachedDecoder`."""
+
+    def prefill(self) -> torch.Tensor:
+        """(B, K) level-0 log-probs; runs the B histories once and keeps their KV cache."""
+
+    def extend(self, parents: torch.Tensor, tokens: torch.Tensor, level: int) -> torch.Tensor:
+        """(R, K) level-`level` log-probs after reordering the cache rows by `parents` (as
+        `Decoder.next`) and appending code `tokens` (R,) of level `level - 1`."""
+
+
+class CachedDecoder:
+    """`Decoder` over a KV cache: the histories run once, every level appends one code per beam.
+
+    The model keeps its own cache (its layout differs: SASRec's shared prefix, a transformers
+    `Cache`); this class is the `Decoder` face both groups present to `beam_search`.
+    """
+
+    method = "kv-cache"
+
+    def __init__(self, model: CachedCodeModel):
+        self.model = model
+
+    def first(self) -> torch.Tensor:
+        return self.model.prefill()
+
+    def next(self, parents: torch.Tensor, tokens: torch.Tensor, level: int) -> torch.Tensor:
+        return self.model.extend(torch.as_tensor(parents, dtype=torch.long),
+                                 torch.as_tensor(tokens, dtype=torch.long), level)
+
+
+class RecomputeDecoder:
+    """`Decoder` that re-runs history + codes so far for every beam at every level (no cache).
+
+    Keeps, per row, the user it descends from and its code prefix, reordered by the beams'
+    parents at every level; the model scores (user, prefix) rows from scratch.
+    """
+
+    method = "recompute"
+
+    def __init__(self, model: CodeModel, batch_size: int):
+        self.model, self.batch_size = model, batch_size
+
+    def first(self) -> torch.Tensor:
+        self.users = np.arange(self.batch_size)
+        self.codes = np.zeros((self.batch_size, 0), dtype=np.int64)
+        return self.model.rescore(self.users, self.codes, 0)
+
+    def next(self, parents: torch.Tensor, tokens: torch.Tensor, level: int) -> torch.Tensor:
+        parents = np.asarray(torch.as_tensor(parents).cpu(), dtype=np.int64)
+        tokens = np.asarray(torch.as_tensor(tokens).cpu(), dtype=np.int64)
+        self.users = self.users[parents]
+        self.codes = np.concatenate([self.codes[parents], tokens[:, None]], axis=1)
+        return self.model.rescore(self.users, self.codes, level)
+
+
+Decoding = Literal["kv-cache", "recompute"]  # a config's `decoding`: which decoder
+
+
 @dataclass(frozen=True)
 class BeamResult:
     """The finished beams of B users, best first (CPU tensors).
@@ -198,6 +281,43 @@ class BeamResult:
     scores: torch.Tensor
     codes: torch.Tensor
     n_invalid: int
+
+    def item_scores(self, n_items: int) -> np.ndarray:
+        """(B, n_items) scores for the shared evaluator (`beam_scores`)."""
+        return beam_scores(self, n_items)
+
+    def statistics(self, targets: np.ndarray) -> dict[str, np.ndarray]:
+        """Per row, the beam counts the shared evaluator keeps: the one definition for H and J.
+
+        Args:
+            targets: (B,) each row's true next item.
+
+        Returns:
+            (B,) arrays: beam_returned, the code sequences returned (finite score; an empty
+            -inf slot is none); beam_invalid, the returned sequences that are no item (they
+            sum to `n_invalid`); beam_hit, whether the target is one of the returned items.
+        """
+        targets = np.asarray(targets, dtype=np.int64).reshape(-1)
+        items = self.items.numpy()
+        if items.shape[0] != targets.shape[0]:
+            raise ValueError(f"BeamResult.statistics: {targets.shape[0]} targets for "
+                             f"{items.shape[0]} rows")
+        returned = np.isfinite(self.scores.float().numpy())
+        return {"beam_returned": returned.sum(axis=1).astype(np.int32),
+                "beam_invalid": ((items < 0) & returned).sum(axis=1).astype(np.int32),
+                "beam_hit": ((items == targets[:, None]) & returned).any(axis=1)}
+
+
+def concat_beams(results: list[BeamResult]) -> BeamResult:
+    """The beams of consecutive row chunks as one `BeamResult` (the width W is the same in
+    every chunk: it depends only on the beam, K and L)."""
+    if not results:
+        raise ValueError("concat_beams: no results")
+    return BeamResult(torch.cat([r.items for r in results]),
+                      torch.cat([r.scores for r in results]),
+                      torch.cat([r.codes for r in results]),
+                      sum(r.n_invalid for r in results))
+
 
 
 def beam_search(decoder: Decoder, batch_size: int, n_levels: int, beam: int,

@@ -26,13 +26,15 @@ reused), the backbone is fine-tuned with LoRA plus the V new rows (lr 1e-4, batc
 Decoders (causal LMs) decode over the prompt's KV cache; encoders (BERT-like, the paper's
 SID-BERT) have no causal cache and re-run [CLS] prompt c_<l [MASK] [SEP] at every level, scoring
 the level's K token rows against the [MASK] slot's hidden state, the layout they are trained
-with (one row per level). Both are in `recbench.models.llm.sid_decoding`.
+with (one row per level). The decoders are group H's (`recbench.models.decoding`), over the
+language model's forward passes in `recbench.models.llm.sid_decoding`; the shared evaluator
+reports the beam's invalid and miss rates (`generate`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
@@ -44,11 +46,18 @@ from recbench.core.config import Count
 from recbench.core.errors import DataError
 from recbench.items.semantic_ids import SemanticIDs, SIDConfig, semantic_ids
 from recbench.models.base import RunContext, TaskData
-from recbench.models.decoding import PrefixTrie, beam_scores, beam_search
+from recbench.models.decoding import (
+    BeamResult,
+    Decoder,
+    Decoding,
+    PrefixTrie,
+    beam_search,
+    concat_beams,
+)
 from recbench.models.llm.item_tokens import add_tokens
 from recbench.models.llm.p5 import _P5, P5CTR, P5Config, P5SeqConfig
 from recbench.models.llm.scoring import pad_right
-from recbench.models.llm.sid_decoding import CachedDecoder, RecomputeDecoder, encoder_row
+from recbench.models.llm.sid_decoding import encoder_row, lm_decoder
 
 LEVEL_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 SID_TOKEN = "<{}_{}>"
@@ -121,11 +130,7 @@ def add_sid_tokens(model: nn.Module, tokenizer: Any, sids: SemanticIDs, seed: in
 
 def load_sids(data: TaskData, cfg: SIDConfig, ctx: RunContext) -> SemanticIDs:
     """The dataset's semantic IDs (cached by `semantic_ids`), checked against the catalogue."""
-    sids = semantic_ids(data, cfg, ctx)
-    if sids.n_items != data.n_items:
-        raise DataError(f"semantic IDs {sids.key!r} cover {sids.n_items} items, dataset "
-                        f"{data.dataset} has {data.n_items}")
-    return sids
+    return semantic_ids(data, cfg, ctx).check_covers(data)
 
 
 # --- configs ---------------------------------------------------------------------------------
@@ -139,25 +144,8 @@ class SIDSeqConfig(P5SeqConfig, SIDConfig):
 
     cbs: bool = True  # conditional beam search: only prefixes of real items (RecBench §3.2)
     beam: Count = 20
-    decoding: Literal["kv-cache", "recompute"] = "kv-cache"  # decoders; encoders recompute
+    decoding: Decoding = "kv-cache"  # decoders; encoders recompute
     decode_batch_size: Count = 8  # users per beam search: each forward runs users x beam rows
-
-
-SID_NOTE_KEYS = ("collision_rate_before", "collision_rate_after", "strategy_used",
-                 "reconstruction_rel", "utilisation", "perplexity")
-
-
-def _sid_note(sids: SemanticIDs) -> str:
-    """The tokenizer's headline diagnostics (all of them are in the cache's JSON)."""
-    def show(v: Any) -> str:
-        if isinstance(v, list):
-            return "[" + ", ".join(show(x) for x in v) + "]"
-        return f"{v:.3g}" if isinstance(v, float) else str(v)
-
-    diag = sids.diagnostics or {}
-    shown = "; ".join(f"{k} {show(diag[k])}" for k in SID_NOTE_KEYS if k in diag)
-    return (f"semantic IDs: {sids.n_items} items x {sids.n_levels} levels of K = "
-            f"{sids.codebook_size} (cache key {sids.key or 'n/a'}){'; ' + shown if shown else ''}")
 
 
 class _SIDTokens:
@@ -193,7 +181,7 @@ class SIDCTR(_SIDTokens, P5CTR):
         super().fit(data)
 
     def notes(self) -> list[str]:
-        return [*super().notes(), _sid_note(self.sids)]
+        return [*super().notes(), self.sids.summary()]
 
 
 class SIDSeq(_SIDTokens, _P5):
@@ -211,12 +199,10 @@ class SIDSeq(_SIDTokens, _P5):
         """Take `sids` as the items' codes (and their trie); `fit` calls it, so do benches."""
         self.sids = sids
         self.trie = PrefixTrie(np.asarray(sids.codes, dtype=np.int64), sids.codebook_size)
-        self.stats: dict[int, tuple[int, int]] = {}
 
     def fit(self, data: TaskData) -> None:
         self.use_codes(load_sids(data, self.config, self.ctx))
         super().fit(data)
-        self.stats = {}  # validation decodes are not test statistics
 
     # -- prompts ---------------------------------------------------------------------------
     def prompt_ids(self, rows: pl.DataFrame) -> list[list[int]]:
@@ -299,44 +285,31 @@ class SIDSeq(_SIDTokens, _P5):
     def decoding(self) -> str:
         return "recompute" if self.encoder else self.config.decoding
 
-    def decoder(self, rows: pl.DataFrame, method: str | None = None):
+    def decoder(self, rows: pl.DataFrame, method: str | None = None) -> Decoder:
         """A `decoding.Decoder` for `rows`' prompts (`method`: kv-cache or recompute)."""
-        method = method or self.decoding
-        prompts, pad = self.prompt_ids(rows), self.tokenizer.pad_token_id
-        if method == "kv-cache" and not self.encoder:
-            return CachedDecoder(self.net.lm, prompts, self.vocab, pad, self.ctx.device)
-        return RecomputeDecoder(self.net.lm, prompts, self.vocab, pad, self.ctx.device,
-                                self.encoder, self.special_ids() if self.encoder else None)
+        return lm_decoder(self.net.lm, self.prompt_ids(rows), self.vocab,
+                          self.tokenizer.pad_token_id, self.ctx.device, method or self.decoding,
+                          self.special_ids() if self.encoder else None)
 
     @torch.no_grad()
-    def decode(self, rows: pl.DataFrame, method: str | None = None, cbs: bool | None = None):
+    def decode(self, rows: pl.DataFrame, method: str | None = None, cbs: bool | None = None
+               ) -> BeamResult:
         """`BeamResult` of one beam search over `rows` (users x beams in every forward)."""
         cbs = self.config.cbs if cbs is None else cbs
         return beam_search(self.decoder(rows, method), rows.height, self.vocab.n_levels,
                            self.config.beam, trie=self.trie if cbs else None,
                            catalog=self.trie)
 
-    @torch.no_grad()
+    def generate(self, rows: pl.DataFrame) -> BeamResult:
+        """The beams of `rows`, `decode_batch_size` users per search; what the shared
+        evaluator scores and counts (`evaluation.BeamGenerator`)."""
+        step = self.config.decode_batch_size
+        return concat_beams([self.decode(rows.slice(start, step))
+                             for start in range(0, rows.height, step)])
+
     def score_items(self, rows: pl.DataFrame) -> np.ndarray:
         """(n, n_items) joint code log-probabilities of the beam's items, -inf elsewhere."""
-        out = np.full((rows.height, self.vocab.n_items), -np.inf, dtype=np.float32)
-        step = self.config.decode_batch_size
-        for start in range(0, rows.height, step):
-            chunk = rows.slice(start, step)
-            result = self.decode(chunk)
-            out[start:start + chunk.height] = beam_scores(result, self.vocab.n_items)
-            self._count(chunk, result.items.numpy(), np.isfinite(result.scores.numpy()))
-        return out
-
-    def _count(self, rows: pl.DataFrame, items: np.ndarray, finite: np.ndarray) -> None:
-        """Per test row (by user): invalid sequences returned (finite score, no item), target
-        in the beam. Scoring the same row again (latency samples) is not counted twice."""
-        if "target" not in rows.columns or not hasattr(self, "stats"):
-            return
-        invalid = ((items < 0) & finite).sum(1)
-        for user, target, beam, bad in zip(rows["user_id"].to_list(), rows["target"].to_list(),
-                                           items, invalid, strict=True):
-            self.stats[int(user)] = (int(bad), int(target in set(beam.tolist())))
+        return self.generate(rows).item_scores(self.vocab.n_items)
 
     # -- record ----------------------------------------------------------------------------
     def scoring_note(self) -> str:
@@ -355,12 +328,4 @@ class SIDSeq(_SIDTokens, _P5):
                 "over its K tokens (Eq. 7)")
 
     def notes(self) -> list[str]:
-        out = [*super().notes(), _sid_note(self.sids)]
-        stats = getattr(self, "stats", {})
-        if stats:
-            invalid = sum(s[0] for s in stats.values())
-            hit = sum(s[1] for s in stats.values())
-            out.append(f"beam output over {len(stats)} test rows: {invalid} invalid code "
-                       f"sequences of {len(stats) * self.config.beam} returned; target inside "
-                       f"the beam for {hit} rows ({hit / len(stats):.1%})")
-        return out
+        return [*super().notes(), self.sids.summary()]

@@ -4,8 +4,9 @@ RecBench group H (paper 001 §3.2, Table 5: SID-SASRec-3L/6L/12L/24L, with and w
 conditional beam search). An item is its semantic ID c_1..c_L (`recbench.items.semantic_ids`,
 RQ-VAE, L = 4 levels of K = 256 codes); a history of the newest 20 items becomes 20 L code
 tokens, token id 1 + l K + c_l (0 = padding), right-aligned so that every item starts at a slot
-divisible by L. SASRec's layers (`recbench.models.layers.attention.TransformerBlock`, pre-LN,
-causal) run over the tokens:
+divisible by L. SASRec's encoder (`recbench.models.seq.sasrec.SASRecEncoder`: pre-LN causal
+`TransformerBlock`s) runs over the tokens, with the code tokens as its item table and the
+level of each slot added to its position:
 
     E_j  = √d · e_{tok_j} + P_j + Λ_{j mod L}          (token, slot and level embeddings)
     h_j  = LN(F^B_j),  F^b = FFN(SA(F^{b-1}))          (SASRec §III-B/C, causal)
@@ -20,14 +21,16 @@ Table 5 compare; validating the plain variant on its own decodes would stop it i
 epochs, while nearly every unconstrained code sequence is still invalid and NDCG@10 is 0.
 
 Inference generates the target's L codes by `recbench.models.decoding.beam_search` (width
-`beam`, default 20 >= the evaluator's top-k): the history is encoded once and its per-layer keys
-and values cached (`CachedDecoder`); each level feeds one code per beam, attending to the
-user's cached history (shared by its beams, never copied) and the beam's own earlier codes.
-`decoding=recompute` re-runs history + codes so far at every level instead (the reference the
-cache is tested and benchmarked against). With `cbs` the beams are restricted to prefixes of
-real items (conditional beam search); without it an invalid code sequence is a miss.
-`score_items` gives each returned item its joint log-probability and every other item -inf
-(`beam_scores`), so the shared full-ranking and sampled100 evaluators rank it; RecBench's code
+`beam`, default 20 >= the evaluator's top-k) with the decoders group J shares
+(`recbench.models.decoding.CachedDecoder` / `RecomputeDecoder` over `SASRecCodes`): the
+history is encoded once and its per-layer keys and values cached; each level feeds one code per
+beam, attending to the user's cached history (shared by its beams, never copied) and the beam's
+own earlier codes. `decoding=recompute` re-runs history + codes so far at every level instead
+(the reference the cache is tested and benchmarked against). With `cbs` the beams are
+restricted to prefixes of real items (conditional beam search); without it an invalid code
+sequence is a miss. `score_items` gives each returned item its joint log-probability and every
+other item -inf (`beam_scores`), so the shared full-ranking and sampled100 evaluators rank it,
+and the evaluator reports the beam's invalid and miss rates (`generate`); RecBench's code
 instead ranks the target by its teacher-forced per-level ranks, which never decodes.
 """
 
@@ -43,11 +46,21 @@ from torch import nn
 
 from recbench import metrics
 from recbench.core.config import Count, Dropout, NonNegativeInt, PositiveFloat
-from recbench.core.errors import DataError
+from recbench.items import ItemTable
 from recbench.items.semantic_ids import SemanticIDs, SIDConfig, semantic_ids
 from recbench.models.base import Recommender, TaskData
-from recbench.models.decoding import BeamResult, PrefixTrie, beam_scores, beam_search
-from recbench.models.layers.attention import TransformerBlock, attention_mask
+from recbench.models.decoding import (
+    BeamResult,
+    CachedDecoder,
+    Decoder,
+    Decoding,
+    PrefixTrie,
+    RecomputeDecoder,
+    beam_search,
+    concat_beams,
+)
+from recbench.models.layers.attention import attention_mask
+from recbench.models.seq.sasrec import SASRecEncoder
 from recbench.models.torch_base import (
     MAX_HISTORY,
     _batches,
@@ -73,7 +86,7 @@ class SIDSASRecConfig(TrainConfig, SIDConfig):
     scale_embeddings: bool = True  # √d · e, as SASRec
     beam: Count = 20  # beams kept per user = items returned (>= the evaluator's top-k)
     cbs: bool = False  # conditional beam search: only prefixes of real items
-    decoding: Literal["kv-cache", "recompute"] = "kv-cache"
+    decoding: Decoding = "kv-cache"
     infer_batch_size: Count = 256  # users per beam search (each step runs users x beam rows)
 
     @model_validator(mode="after")
@@ -83,56 +96,78 @@ class SIDSASRecConfig(TrainConfig, SIDConfig):
         return self
 
 
-class SIDSASRecEncoder(nn.Module):
-    """Code tokens (N, T), slot 0 first -> states (N, T, d); also the cached decoding path."""
+class CodeTokens(ItemTable):
+    """Code token ids (..., 0 = padding) -> e_tok (..., d): SASRec's item table for code tokens;
+    token 1 + l K + c is code c of level l."""
+
+    def __init__(self, n_levels: int, codebook_size: int, dim: int):
+        super().__init__()
+        self.dim = dim
+        self.embedding = nn.Embedding(1 + n_levels * codebook_size, dim, padding_idx=0)
+        nn.init.normal_(self.embedding.weight, std=0.02)
+        with torch.no_grad():
+            self.embedding.weight[0].zero_()
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.embedding(tokens)
+
+
+class SlotEmbedding(nn.Module):
+    """P_j + Λ_{j mod L}: the slot's position and code level, slots counted from the first token.
+
+    SASRec numbers positions back from the newest token; a code sequence is numbered from its
+    first slot instead, because every history is padded to max_len L tokens and the generated
+    codes continue it at slots T, T + 1, ... So `forward` (what `SASRecEncoder.sequence` calls
+    with its right-aligned positions) counts from the first position it is given.
+    """
+
+    def __init__(self, weight: nn.Parameter, n_levels: int):
+        super().__init__()
+        self.weight, self.n_levels = weight, n_levels  # P: (n_slots, d), SASRec's drawn rows
+        self.level = nn.Embedding(n_levels, weight.shape[1])  # Λ
+        nn.init.normal_(self.level.weight, std=0.02)
+
+    def at(self, slots: torch.Tensor) -> torch.Tensor:
+        """(T,) slot numbers -> (T, d)."""
+        return nn.functional.embedding(slots, self.weight) + self.level(slots % self.n_levels)
+
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        return self.at(positions - positions[0])
+
+
+class SIDSASRecEncoder(SASRecEncoder):
+    """SASRec's encoder over code tokens (N, T), slot 0 first -> states (N, T, d), plus the
+    cached decoding path (`prefill`, `step`) and the level-restricted code softmax."""
 
     def __init__(self, n_levels: int, codebook_size: int, n_slots: int, dim: int,
                  n_layers: int, heads: int, dropout: float, scale: bool = True):
-        super().__init__()
+        super().__init__(CodeTokens(n_levels, codebook_size, dim), n_slots, n_layers, heads,
+                         dropout, scale, causal=True)
         self.n_levels, self.codebook_size = n_levels, codebook_size
-        self.scale = dim ** 0.5 if scale else 1.0
-        self.tokens = nn.Embedding(1 + n_levels * codebook_size, dim, padding_idx=0)
-        self.position = nn.Embedding(n_slots, dim)  # P: one per token slot
-        self.level = nn.Embedding(n_levels, dim)  # Λ: the code level of the slot
-        for table in (self.tokens, self.position, self.level):
-            nn.init.normal_(table.weight, std=0.02)
-        with torch.no_grad():
-            self.tokens.weight[0].zero_()
-        self.dropout = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(TransformerBlock(dim, heads, dropout, ffn_dim=dim,
-                                                     activation="relu", norm_first=True)
-                                    for _ in range(n_layers))
-        self.norm = nn.LayerNorm(dim)
+        self.position = SlotEmbedding(self.position.weight, n_levels)
+
+    @property
+    def tokens(self) -> nn.Embedding:
+        """The code token table (tied: it also scores the codes)."""
+        return self.items.embedding
 
     def embed(self, tokens: torch.Tensor, first_slot: int = 0) -> torch.Tensor:
         """(N, T) token ids at slots first_slot.. -> E (N, T, d)."""
         slots = torch.arange(first_slot, first_slot + tokens.shape[1], device=tokens.device)
-        return (self.tokens(tokens) * self.scale + self.position(slots)
-                + self.level(slots % self.n_levels))
-
-    def sequence(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(N, T) tokens from slot 0 -> h (N, T, d), h_j sees tokens 0..j."""
-        return self._run(tokens, cache=False)[0]
-
-    def _run(self, tokens: torch.Tensor, cache: bool):
-        pad = (tokens == 0).unsqueeze(-1)  # (N, T, 1)
-        x = self.dropout(self.embed(tokens)).masked_fill(pad, 0.0)
-        mask = attention_mask(tokens, causal=True)  # (N, 1, T, T)
-        layers = []
-        for block in self.blocks:
-            if cache:
-                x, k, v = block.prefill(x, mask)
-                layers.append((k, v))
-            else:
-                x = block(x, mask)
-            x = x.masked_fill(pad, 0.0)
-        return self.norm(x), layers
+        return self.items(tokens) * self.scale + self.position.at(slots)
 
     def prefill(self, tokens: torch.Tensor) -> tuple[torch.Tensor, list]:
-        """History tokens (B, T) -> the last state (B, d) and per layer (k, v, keep)."""
-        h, layers = self._run(tokens, cache=True)
-        keep = tokens != 0  # (B, T): padding keys stay hidden
-        return h[:, -1], [(k, v, keep) for k, v in layers]
+        """History tokens (B, T) -> the last state (B, d) and per layer (k, v, keep): what
+        `sequence(tokens)[:, -1]` computes, keeping each layer's keys and values."""
+        pad = (tokens == 0).unsqueeze(-1)  # (B, T, 1)
+        x = self.dropout(self.embed(tokens)).masked_fill(pad, 0.0)
+        mask = attention_mask(tokens, causal=True)  # (B, 1, T, T)
+        keep, layers = tokens != 0, []  # keep (B, T): padding keys stay hidden
+        for block in self.blocks:
+            x, k, v = block.prefill(x, mask)
+            x = x.masked_fill(pad, 0.0)
+            layers.append((k, v, keep))
+        return self.norm(x)[:, -1], layers
 
     def step(self, tokens: torch.Tensor, slot: int, prefix: list, suffix: list
              ) -> tuple[torch.Tensor, list]:
@@ -156,47 +191,64 @@ class SIDSASRecEncoder(nn.Module):
         return (h @ self.tokens.weight[1:].T).view(-1, self.n_levels, self.codebook_size)
 
 
-class CachedDecoder:
-    """`decoding.Decoder` over the encoder's KV cache: the history runs once; each level feeds
-    one code per beam, reading the user's cached history and the beam's own cached codes."""
+def draw_parameters(module: SIDSASRecEncoder) -> SIDSASRecEncoder:
+    """Draw `module`'s parameters from the global RNG in group H's order: token, slot and level
+    tables (each nn.Embedding's N(0, 1), then N(0, 0.02)), then the blocks' layers.
 
-    method = "kv-cache"
+    The encoder drew them in this order before it reused SASRec's (which draws positions and
+    blocks before a subclass can add its level table), so a seeded run trains the same model,
+    and a record the same numbers, as before.
+    """
+    tables = (module.tokens.weight, module.position.weight, module.position.level.weight)
+    with torch.no_grad():
+        for table in tables:
+            table.normal_()  # nn.Embedding's own initialisation, overwritten below
+        for table in tables:
+            table.normal_(std=0.02)
+        module.tokens.weight[0].zero_()  # padding
+        for layer in module.blocks.modules():
+            if isinstance(layer, nn.Linear | nn.LayerNorm):
+                layer.reset_parameters()
+    return module
+
+
+class SASRecCodes:
+    """The encoder's forward passes over B users' histories, for the shared decoders
+    (`decoding.CachedCodeModel` and `decoding.CodeModel`)."""
 
     def __init__(self, module: SIDSASRecEncoder, history: torch.Tensor):
         self.module, self.history = module, history  # (B, T) tokens
 
-    def first(self) -> torch.Tensor:
+    def token_ids(self, codes: torch.Tensor, first_level: int) -> torch.Tensor:
+        """Codes (..., l) of levels first_level.. -> their token ids."""
+        levels = torch.arange(first_level, first_level + codes.shape[-1], device=codes.device)
+        return 1 + levels * self.module.codebook_size + codes
+
+    def prefill(self) -> torch.Tensor:
         h, self.prefix = self.module.prefill(self.history)
         self.suffix: list = [None] * len(self.prefix)
         return self.module.code_logprobs(h, 0)  # (B, K)
 
-    def next(self, parents: torch.Tensor, tokens: torch.Tensor, level: int) -> torch.Tensor:
+    def extend(self, parents: torch.Tensor, tokens: torch.Tensor, level: int) -> torch.Tensor:
         suffix = [None if kv is None else (kv[0][parents], kv[1][parents])
                   for kv in self.suffix]  # the beams' own codes, reordered by their parents
-        ids = 1 + (level - 1) * self.module.codebook_size + tokens  # (R,)
+        ids = self.token_ids(tokens[:, None], level - 1)[:, 0]  # (R,)
         h, self.suffix = self.module.step(ids, self.history.shape[1] + level - 1, self.prefix,
                                           suffix)
         return self.module.code_logprobs(h, level)  # (R, K)
 
-
-class RecomputeDecoder:
-    """`decoding.Decoder` that re-runs history + codes so far, for every beam, at every level."""
-
-    method = "recompute"
-
-    def __init__(self, module: SIDSASRecEncoder, history: torch.Tensor):
-        self.module, self.rows = module, history  # (R, T + level) tokens
-
-    def first(self) -> torch.Tensor:
-        return self.module.code_logprobs(self.module.sequence(self.rows)[:, -1], 0)
-
-    def next(self, parents: torch.Tensor, tokens: torch.Tensor, level: int) -> torch.Tensor:
-        ids = 1 + (level - 1) * self.module.codebook_size + tokens
-        self.rows = torch.cat([self.rows[parents], ids[:, None]], dim=1)
-        return self.module.code_logprobs(self.module.sequence(self.rows)[:, -1], level)
+    def rescore(self, users: np.ndarray, codes: np.ndarray, level: int) -> torch.Tensor:
+        device = self.history.device
+        codes = torch.from_numpy(codes).to(device)
+        rows = torch.cat([self.history[torch.from_numpy(users).to(device)],
+                          self.token_ids(codes, 0)], dim=1)  # (R, T + level)
+        return self.module.code_logprobs(self.module.sequence(rows)[:, -1], level)
 
 
-DECODERS = {"kv-cache": CachedDecoder, "recompute": RecomputeDecoder}
+def decoder(module: SIDSASRecEncoder, history: torch.Tensor, method: str) -> Decoder:
+    """The `method` decoder ("kv-cache" or "recompute") over `history` (B, T) tokens."""
+    codes = SASRecCodes(module, history)
+    return CachedDecoder(codes) if method == "kv-cache" else RecomputeDecoder(codes, len(history))
 
 
 class SIDSASRec(Recommender):
@@ -206,7 +258,6 @@ class SIDSASRec(Recommender):
     tasks = ("seq",)
     mode = "train"
     module: SIDSASRecEncoder
-    stats: dict[int, tuple[int, int]] | None = None  # per test row, counted once trained
 
     @property
     def model_id(self) -> str:
@@ -225,18 +276,15 @@ class SIDSASRec(Recommender):
     def build(self) -> SIDSASRecEncoder:
         cfg, sids = self.config, self.sids
         slots = (cfg.max_len + 1) * sids.n_levels - 1  # history + target, less the last token
-        return SIDSASRecEncoder(sids.n_levels, sids.codebook_size, slots, cfg.dim, cfg.n_layers,
-                                cfg.heads, cfg.dropout, cfg.scale_embeddings)
+        with torch.random.fork_rng(devices=[]):  # its draws are replaced just below
+            module = SIDSASRecEncoder(sids.n_levels, sids.codebook_size, slots, cfg.dim,
+                                      cfg.n_layers, cfg.heads, cfg.dropout, cfg.scale_embeddings)
+        return draw_parameters(module)
 
     def fit(self, data: TaskData) -> None:
         cfg = self.config
-        sids = semantic_ids(data, cfg, self.ctx)
-        if sids.n_items != data.n_items:
-            raise DataError(f"semantic IDs {sids.key!r} cover {sids.n_items} items, dataset "
-                            f"{data.dataset} has {data.n_items}")
-        self.use_codes(sids)
+        self.use_codes(semantic_ids(data, cfg, self.ctx).check_covers(data))
         self.module = self.build().to(self.ctx.device)
-        self.stats = None  # validation decodes are not test statistics
         items = pl.concat_list("history", "target").alias("s")
         seqs = pad_histories(data.train.select(items)["s"], cfg.max_len + 1, align="right")
         tokens = self.item_tokens[torch.from_numpy(seqs)].flatten(1)  # (n, (max_len + 1) L)
@@ -248,13 +296,13 @@ class SIDSASRec(Recommender):
                 yield {"tokens": tokens[idx]}
 
         def validate(_module) -> float:
-            scores = self.beam_item_scores(valid, cbs=True)  # model selection: always CBS
+            # model selection: always CBS
+            scores = self.generate(valid, cbs=True).item_scores(self.sids.n_items)
             return metrics.valid_ndcg10(scores, valid["target"].to_numpy())
 
         self.result = train(self.module, batches, self.loss, validate, cfg, self.ctx,
                             n_batches=lambda _e: -(-n // cfg.batch_size), rng=rng)
         self.module.eval()
-        self.stats = {}
 
     def loss(self, module: SIDSASRecEncoder, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Teacher forcing: every position predicts the next token's code among its level's K."""
@@ -281,6 +329,10 @@ class SIDSASRec(Recommender):
             shifted = pad_histories(rows["history"], length, align="right")
         return self.item_tokens[torch.from_numpy(shifted)].flatten(1)
 
+    def decoder(self, history: torch.Tensor, method: str | None = None) -> Decoder:
+        """A `decoding.Decoder` over `history` (B, T) tokens (`method`: the config's)."""
+        return decoder(self.module, history, method or self.config.decoding)
+
     @torch.inference_mode()
     def decode(self, rows: pl.DataFrame, method: str | None = None, cbs: bool | None = None
                ) -> BeamResult:
@@ -288,67 +340,30 @@ class SIDSASRec(Recommender):
         cfg = self.config
         cbs = cfg.cbs if cbs is None else cbs
         history = self.history_tokens(rows).to(self.ctx.device)
-        decoder = DECODERS[method or cfg.decoding](self.module, history)
-        return beam_search(decoder, rows.height, self.sids.n_levels, cfg.beam,
-                           trie=self.trie if cbs else None, catalog=self.trie)
+        return beam_search(self.decoder(history, method), rows.height, self.sids.n_levels,
+                           cfg.beam, trie=self.trie if cbs else None, catalog=self.trie)
+
+    def generate(self, rows: pl.DataFrame, cbs: bool | None = None) -> BeamResult:
+        """The beams of `rows`, `infer_batch_size` users per search (None: the config's CBS);
+        what the shared evaluator scores and counts (`evaluation.BeamGenerator`)."""
+        step = self.config.infer_batch_size
+        return concat_beams([self.decode(rows.slice(start, step), cbs=cbs)
+                             for start in range(0, rows.height, step)])
 
     def score_items(self, rows: pl.DataFrame) -> np.ndarray:
         """(n, n_items): each beam item's joint code log-probability, -inf for the rest."""
-        return self.beam_item_scores(rows)
-
-    def beam_item_scores(self, rows: pl.DataFrame, cbs: bool | None = None) -> np.ndarray:
-        """`score_items` with the decoding's CBS switch overridable (None: the config's)."""
-        out = np.full((rows.height, self.sids.n_items), -np.inf, dtype=np.float32)
-        step = self.config.infer_batch_size
-        for start in range(0, rows.height, step):
-            chunk = rows.slice(start, step)
-            result = self.decode(chunk, cbs=cbs)
-            out[start:start + chunk.height] = beam_scores(result, self.sids.n_items)
-            if self.stats is not None and "target" in chunk.columns:
-                self._count(chunk, result.items.numpy())
-        return out
-
-    def _count(self, rows: pl.DataFrame, items: np.ndarray) -> None:
-        """Invalid beams and target-in-beam per test row, by user (latency repeats of the
-        same rows are not counted twice)."""
-        for user, target, beam in zip(rows["user_id"].to_list(), rows["target"].to_list(),
-                                      items, strict=True):
-            self.stats[int(user)] = (int((beam < 0).sum()), int(target in set(beam.tolist())))
+        return self.generate(rows).item_scores(self.sids.n_items)
 
     def notes(self) -> list[str]:
         cfg = self.config
-        out = [sid_summary(self.sids),
-               f"SeqRec: next item's codes by beam search, beam width {cfg.beam}, CBS "
-               + ("on (prefix trie: every output a real item)" if cfg.cbs else
-                  "off (invalid code sequences count as misses)")
-               + f", decoding by {cfg.decoding}; score = joint log-probability of the codes "
-               "(level-restricted softmax), items outside the beam -inf",
-               f"training: {describe(self.result)}", seq_batch_note(cfg.batch_size)]
-        if self.stats:
-            invalid = sum(s[0] for s in self.stats.values())
-            hit = sum(s[1] for s in self.stats.values())
-            n = len(self.stats)
-            out.append(f"beam output over {n} test rows: {invalid} invalid code sequences of "
-                       f"{n * cfg.beam} returned; target inside the beam for {hit} rows "
-                       f"({hit / n:.1%})")
-        return out
-
-
-def sid_summary(sids: SemanticIDs) -> str:
-    """The tokenizer in one line: key, shape, collisions, reconstruction, per-level usage."""
-    diag = sids.diagnostics or {}
-
-    def fmt(v) -> str:
-        return f"{v:.3g}" if isinstance(v, float) else str(v)
-
-    shown = [f"{k}={fmt(diag[k])}" for k in (
-        "collision_rate_before", "collision_rate_after", "strategy_used",
-        "reconstruction_mse", "reconstruction_rel") if k in diag]
-    shown += [f"{k} per level=[{', '.join(fmt(v) for v in diag[k])}]"
-              for k in ("utilisation", "perplexity") if isinstance(diag.get(k), list)]
-    return (f"semantic IDs: {sids.n_items} items x {sids.n_levels} levels of K = "
-            f"{sids.codebook_size} (cache key {sids.key or 'n/a'})"
-            + ("; " + ", ".join(shown) if shown else ""))
+        return [self.sids.summary(),
+                f"SeqRec: next item's codes by beam search, beam width {cfg.beam}, CBS "
+                + ("on (prefix trie: every output a real item)" if cfg.cbs else
+                   "off (invalid code sequences count as misses)")
+                + f", decoding by {cfg.decoding}; score = joint log-probability of the codes "
+                "(level-restricted softmax), items outside the beam -inf; beam invalid and "
+                "miss rates in the metrics' beam section",
+                f"training: {describe(self.result)}", seq_batch_note(cfg.batch_size)]
 
 
 def with_layers(n_layers: int, cbs: bool) -> type[SIDSASRec]:
